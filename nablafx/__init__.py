@@ -1,0 +1,2 @@
+"""nablafx: differentiable audio effect modeling."""
+__version__ = "0.1.0"

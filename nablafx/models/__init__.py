@@ -1,0 +1,3 @@
+"""Model families; importing this package registers every family with the registry."""
+
+from nablafx.models import lstm  # noqa: F401
