@@ -1,0 +1,106 @@
+"""TCN black-box model: stacked causal dilated convolutions with knob conditioning.
+
+Block i: causal conv (kernel ``kernel_size``, dilation ``dilation_growth**i``) → conditioning
+(FiLM, TFiLM, TinyTFiLM, TVFiLM or none) → activation (tanh, PReLU, rational, …) → plus a
+residual path (1×1 conv when the channel count changes).  A 1×1 conv maps the last block to the
+output, optionally through tanh.
+
+Receptive field ``1 + (kernel_size - 1) * Σ_i dilation_growth**i`` samples; with time-varying
+conditioning (TFiLM/TVFiLM) the LSTM carries information from the whole past, so the model's
+receptive field is unbounded (``None``) and ``core_receptive_field`` is the convolutional one.
+Streaming carries each conv layer's last ``(kernel_size - 1) * dilation`` input samples plus the
+conditioning state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nablafx.nn.activations import make_activation
+from nablafx.nn.blocks import CausalConv1d
+from nablafx.nn.conditioning import Conditioning, check_cond
+from nablafx.registry import register
+from nablafx.streaming import StreamingModel
+
+
+class TCNBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int, activation: str,
+                 cond: Conditioning, bias: bool = True):
+        super().__init__()
+        self.conv = CausalConv1d(in_ch, out_ch, kernel_size, dilation, bias=bias)
+        self.mod = cond.make_layer(out_ch)
+        self.act = make_activation(activation, out_ch)
+        self.res = nn.Conv1d(in_ch, out_ch, 1, bias=False) if in_ch != out_ch else None
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
+
+    def forward(self, x, ctx, state):
+        conv_state, mod_state = state
+        h, conv_state = self.conv(x, conv_state)
+        h, mod_state = self.mod(h, ctx, mod_state)
+        h = self.act(h)
+        res = x if self.res is None else F.conv1d(x, self.res.weight)
+        return h + res, (conv_state, mod_state)
+
+
+def check_positive(**values) -> None:
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be an integer ≥ 1, got {value!r}")
+
+
+@register("tcn")
+class TCNModel(StreamingModel):
+    def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
+                 kernel_size: int = 3, dilation_growth: int = 10, activation: str = "tanh", cond: str = "none",
+                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False,
+                 bias: bool = True):
+        super().__init__()
+        check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
+                       cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
+        check_cond(cond, "tcn")
+        make_activation(activation, 1)  # validates the name before building anything
+        self.sample_rate = sample_rate
+        self.cond = Conditioning(cond, n_knobs, "tcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden)
+        self.n_knobs = self.cond.n_knobs
+        self.dilations = [dilation_growth**i for i in range(blocks)]
+        self.kernel_size = kernel_size
+        self.blocks = nn.ModuleList(
+            TCNBlock(1 if i == 0 else channels, channels, kernel_size, d, activation, self.cond, bias)
+            for i, d in enumerate(self.dilations)
+        )
+        self.out = nn.Conv1d(channels, 1, 1, bias=bias)
+        self.output_tanh = output_tanh
+
+    @property
+    def core_receptive_field(self) -> int:
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+    @property
+    def receptive_field(self) -> int | None:
+        return None if self.cond.time_varying else self.core_receptive_field
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        device = device or self.out.weight.device
+        dtype = dtype or self.out.weight.dtype
+        return (self.cond.init_state(batch_size, device, dtype),
+                [b.init_state(batch_size, device, dtype) for b in self.blocks])
+
+    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
+        knobs = self.check_knobs(x, knobs)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        cond_state, block_states = state
+        ctx, cond_state = self.cond(x, knobs, cond_state)
+        h = x
+        new_states = []
+        for block, bstate in zip(self.blocks, block_states):
+            h, bstate = block(h, ctx, bstate)
+            new_states.append(bstate)
+        y = self.out(h)
+        if self.output_tanh:
+            y = torch.tanh(y)
+        return y, (cond_state, new_states)

@@ -1,0 +1,1 @@
+"""Neural-network building blocks: conditioning (FiLM, TFiLM, TVFiLM), activations, causal layers."""

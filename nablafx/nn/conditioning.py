@@ -1,0 +1,102 @@
+"""Knob conditioning by name, with one interface for every convolutional/S4 family.
+
+A model owns one :class:`Conditioning` (model-level part, possibly stateful) and asks it for one
+layer module per modulated layer (:meth:`Conditioning.make_layer`).  Per call::
+
+    ctx, cstate = cond(x, knobs, cstate)            # once per forward
+    h, lstate = layer(h, ctx, lstate)               # in each block
+
+Kinds: ``none``; ``film`` (knob MLP → per-layer scale/shift); ``tfilm`` / ``tinytfilm`` (per-layer
+block-pooled LSTM over the layer's own features, + knobs); ``tvfilm`` (one model-level LSTM over
+block max |x| and knobs, per-layer projection).  All are causal (see :mod:`nablafx.nn.blockpool`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nablafx.nn.film import FiLM, KnobEmbedding
+from nablafx.nn.tfilm import TFiLM
+from nablafx.nn.tvfilm import TVFiLM, TVFiLMController
+
+COND_KINDS = ("none", "film", "tfilm", "tinytfilm", "tvfilm")
+TIME_VARYING = ("tfilm", "tinytfilm", "tvfilm")
+
+
+def check_cond(kind: str, family: str) -> None:
+    if kind not in COND_KINDS:
+        raise ValueError(f"cond: unknown conditioning {kind!r} for {family}; known: {', '.join(COND_KINDS)}")
+
+
+class _NoMod(nn.Module):
+    def init_state(self, batch_size, device=None, dtype=None):
+        return None
+
+    def forward(self, h, ctx, state):
+        return h, state
+
+
+class _FiLMLayer(FiLM):
+    def init_state(self, batch_size, device=None, dtype=None):
+        return None
+
+    def forward(self, h, ctx, state):
+        return super().forward(h, ctx), state
+
+
+class _TVFiLMLayer(TVFiLM):
+    def init_state(self, batch_size, device=None, dtype=None):
+        return None
+
+    def forward(self, h, ctx, state):
+        return super().forward(h, ctx), state
+
+
+class Conditioning(nn.Module):
+    """Model-level conditioning of kind ``kind`` for ``n_knobs`` knobs.
+
+    ``film`` without knobs (``n_knobs == 0``) is no conditioning; the time-varying kinds also work
+    without knobs (driven by the audio alone).  ``uses_knobs`` tells whether the model needs knobs.
+    """
+
+    def __init__(self, kind: str, n_knobs: int, family: str = "model", embed_dim: int = 32,
+                 block_size: int = 128, hidden: int = 32, bottleneck: int = 4):
+        super().__init__()
+        check_cond(kind, family)
+        if kind == "film" and n_knobs == 0:
+            kind = "none"
+        self.kind = kind
+        self.n_knobs = n_knobs if kind != "none" else 0
+        self.block_size = block_size
+        self.hidden = hidden
+        self.bottleneck = bottleneck
+        self.embed = KnobEmbedding(n_knobs, embed_dim) if kind == "film" else None
+        self.controller = TVFiLMController(n_knobs, hidden, block_size) if kind == "tvfilm" else None
+
+    @property
+    def time_varying(self) -> bool:
+        return self.kind in TIME_VARYING
+
+    def make_layer(self, channels: int) -> nn.Module:
+        if self.kind == "none":
+            return _NoMod()
+        if self.kind == "film":
+            return _FiLMLayer(self.embed.dim, channels)
+        if self.kind == "tfilm":
+            return TFiLM(channels, self.n_knobs, self.block_size)
+        if self.kind == "tinytfilm":
+            return TFiLM(channels, self.n_knobs, self.block_size, bottleneck=self.bottleneck)
+        return _TVFiLMLayer(self.controller.out_features, channels)
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        if self.controller is not None:
+            return self.controller.init_state(batch_size, device, dtype)
+        return None
+
+    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None, state):
+        if self.kind == "film":
+            return self.embed(knobs), state
+        if self.kind == "tvfilm":
+            return self.controller(x, knobs, state)
+        return knobs, state  # none: unused; tfilm: each layer reads the knobs itself

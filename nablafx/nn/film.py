@@ -1,0 +1,44 @@
+"""FiLM: feature-wise linear modulation by the knobs (Perez et al., AAAI 2018).
+
+A 3-layer MLP maps the knob vector to an embedding once per model (:class:`KnobEmbedding`);
+each layer owns a Linear that turns the embedding into a per-channel scale and shift
+(:class:`FiLM`).  The modulation is ``h * (1 + scale) + shift``, so an untrained layer starts
+close to the identity.  Constant in time: causal and stateless.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class KnobEmbedding(nn.Module):
+    """knobs ``(B, n_knobs)`` → embedding ``(B, dim)`` through a 3-layer MLP."""
+
+    def __init__(self, n_knobs: int, dim: int = 32, hidden: int | None = None):
+        super().__init__()
+        if n_knobs < 1:
+            raise ValueError(f"KnobEmbedding needs n_knobs ≥ 1, got {n_knobs}")
+        hidden = hidden or dim
+        self.dim = dim
+        self.net = nn.Sequential(
+            nn.Linear(n_knobs, hidden), nn.PReLU(),
+            nn.Linear(hidden, hidden), nn.PReLU(),
+            nn.Linear(hidden, dim), nn.PReLU(),
+        )
+
+    def forward(self, knobs: torch.Tensor) -> torch.Tensor:
+        return self.net(knobs)
+
+
+class FiLM(nn.Module):
+    """Per-layer modulation ``h * (1 + scale(e)) + shift(e)`` of ``h: (B, C, T)`` by embedding ``e: (B, E)``."""
+
+    def __init__(self, embed_dim: int, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.proj = nn.Linear(embed_dim, 2 * channels)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.proj(emb).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        return torch.addcmul(shift, h, 1.0 + scale)
