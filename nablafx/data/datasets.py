@@ -1,0 +1,80 @@
+"""Torch datasets over a prepared index: random training chunks, sequential validation chunks.
+
+Every example carries ``context`` extra samples *before* the chunk: the model sees them as
+input (warm-up for its receptive field / recurrent state) and the loss ignores them.  Before a
+file's first sample the input is zero, as the model's zero initial state assumes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from nablafx.data.audio import read_audio
+
+
+class AudioBank:
+    """Loads each file of an index once (dry files are shared by every knob setting)."""
+
+    def __init__(self, items: list[dict], sample_rate: int):
+        self.sample_rate = sample_rate
+        self._audio: dict[str, np.ndarray] = {}
+        for it in items:
+            for key in ("dry", "wet"):
+                if it[key] not in self._audio:
+                    self._audio[it[key]] = read_audio(it[key], sample_rate)
+
+    def __getitem__(self, path: str) -> np.ndarray:
+        return self._audio[path]
+
+
+def _slice(audio: np.ndarray, start: int, end: int) -> np.ndarray:
+    """audio[start:end] with zeros where start < 0."""
+    if start >= 0:
+        return audio[start:end]
+    return np.concatenate([np.zeros(-start, dtype=audio.dtype), audio[:end]])
+
+
+def _example(bank: AudioBank, item: dict, start: int, chunk: int, context: int):
+    s0, s1 = start - context, start + chunk
+    x = torch.from_numpy(np.ascontiguousarray(_slice(bank[item["dry"]], s0, s1)))[None]
+    y = torch.from_numpy(np.ascontiguousarray(_slice(bank[item["wet"]], s0, s1)))[None]
+    knobs = torch.tensor(item["knobs"], dtype=torch.float32)
+    return x, y, knobs
+
+
+class RandomChunkDataset(Dataset):
+    """``length`` random chunks from the items' [start, end) regions, deterministic per index."""
+
+    def __init__(self, items: list[dict], bank: AudioBank, chunk: int, context: int, length: int, seed: int = 0):
+        self.items = [it for it in items if it["end"] - it["start"] >= chunk]
+        if not self.items:
+            raise ValueError(f"no training region is at least {chunk} samples long")
+        self.bank, self.chunk, self.context, self.length, self.seed = bank, chunk, context, length, seed
+        spans = np.array([it["end"] - it["start"] - chunk + 1 for it in self.items], dtype=np.float64)
+        self.weights = spans / spans.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i])
+        item = self.items[rng.choice(len(self.items), p=self.weights)]
+        start = int(rng.integers(item["start"], item["end"] - self.chunk + 1))
+        return _example(self.bank, item, start, self.chunk, self.context)
+
+
+class SequentialChunkDataset(Dataset):
+    """Non-overlapping chunks tiling each item's region (a last partial chunk is dropped)."""
+
+    def __init__(self, items: list[dict], bank: AudioBank, chunk: int, context: int):
+        self.bank, self.chunk, self.context = bank, chunk, context
+        self.index = [(it, s) for it in items for s in range(it["start"], it["end"] - chunk + 1, chunk)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        item, start = self.index[i]
+        return _example(self.bank, item, start, self.chunk, self.context)

@@ -1,0 +1,1 @@
+"""Metrics, test-set evaluation, and (later) FAD and cost."""

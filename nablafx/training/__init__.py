@@ -1,0 +1,1 @@
+"""Training: the one LightningModule for every model, and the loss built from params."""

@@ -1,0 +1,40 @@
+"""DVC stage `test`: score the trained model on the test passages."""
+
+import argparse
+import sys
+
+import pandas as pd
+
+from nablafx.config import data_config, load_params, test_config
+from nablafx.evaluation.evaluate import evaluate
+from nablafx.export import load_model
+from nablafx.training.train import load_index
+from nablafx.utils import run_stage, write_json, write_text_atomic
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--index", default="artifacts/prepared/index.json")
+    ap.add_argument("--model-dir", default="artifacts/model")
+    ap.add_argument("--metrics", default="reports/metrics.json")
+    ap.add_argument("--per-knob", default="reports/per_knob.csv")
+    ap.add_argument("--pred-dir", default="artifacts/test")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    tcfg = test_config(params)
+    index = load_index(args.index, data_config(params).device)
+    model, config = load_model(args.model_dir)
+    result = evaluate(model, index, args.pred_dir, tcfg.block_seconds)
+    metrics = {"test": {k: round(v, 6) if isinstance(v, float) else v for k, v in result["summary"].items()},
+               "model": {"variant": config["variant"], "family": config["spec"]["family"],
+                         "params": config["params"], "device": config["device"]}}
+    write_text_atomic(args.per_knob, pd.DataFrame(result["rows"]).to_csv(index=False, float_format="%.6g"))
+    write_json(args.metrics, metrics)
+    t = metrics["test"]
+    print(f"test: {config['variant']} on {config['device']}: ESR {t['esr']:.4f}, L1 {t['l1']:.5f}, "
+          f"MR-STFT {t['mrstft']:.4f} over {t['passages']} passages ({t['seconds']} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

@@ -1,0 +1,27 @@
+"""DVC stage `train`: train the variant named by params.yaml `model:`."""
+
+import argparse
+import sys
+
+from nablafx.config import load_params
+from nablafx.training.train import run_training
+from nablafx.utils import run_stage
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--index", default="artifacts/prepared/index.json")
+    ap.add_argument("--model-dir", default="artifacts/model")
+    ap.add_argument("--ckpt-dir", default="artifacts/checkpoints")
+    ap.add_argument("--live-dir", default="dvclive/train")
+    ap.add_argument("--pretrained", default=None, help="folder written by the pretrain stage")
+    args = ap.parse_args(argv)
+    info = run_training(load_params(args.params), args.index, args.model_dir, args.ckpt_dir,
+                        args.live_dir, args.pretrained)
+    print(f"train: {info['variant']} ({info['params']} params) on {info['device']}: {info['steps']} steps "
+          f"in {info['train_seconds']} s on {info['accelerator']}, best val loss {info['best_val_loss']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))
