@@ -15,11 +15,11 @@ conditioning state.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from nablafx.models._common import check_positive, dilated_receptive_field
 from nablafx.nn.activations import make_activation
-from nablafx.nn.blocks import CausalConv1d
+from nablafx.nn.blocks import CausalConv1d, Pointwise
 from nablafx.nn.conditioning import Conditioning, check_cond
 from nablafx.registry import register
 from nablafx.streaming import StreamingModel
@@ -32,7 +32,7 @@ class TCNBlock(nn.Module):
         self.conv = CausalConv1d(in_ch, out_ch, kernel_size, dilation, bias=bias)
         self.mod = cond.make_layer(out_ch)
         self.act = make_activation(activation, out_ch)
-        self.res = nn.Conv1d(in_ch, out_ch, 1, bias=False) if in_ch != out_ch else None
+        self.res = Pointwise(in_ch, out_ch, bias=False) if in_ch != out_ch else None
 
     def init_state(self, batch_size, device=None, dtype=None):
         return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
@@ -42,14 +42,8 @@ class TCNBlock(nn.Module):
         h, conv_state = self.conv(x, conv_state)
         h, mod_state = self.mod(h, ctx, mod_state)
         h = self.act(h)
-        res = x if self.res is None else F.conv1d(x, self.res.weight)
+        res = x if self.res is None else self.res(x)
         return h + res, (conv_state, mod_state)
-
-
-def check_positive(**values) -> None:
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be an integer ≥ 1, got {value!r}")
 
 
 @register("tcn")
@@ -72,12 +66,12 @@ class TCNModel(StreamingModel):
             TCNBlock(1 if i == 0 else channels, channels, kernel_size, d, activation, self.cond, bias)
             for i, d in enumerate(self.dilations)
         )
-        self.out = nn.Conv1d(channels, 1, 1, bias=bias)
+        self.out = Pointwise(channels, 1, bias=bias)
         self.output_tanh = output_tanh
 
     @property
     def core_receptive_field(self) -> int:
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+        return dilated_receptive_field(self.kernel_size, self.dilations)
 
     @property
     def receptive_field(self) -> int | None:

@@ -45,3 +45,25 @@ class CausalConv1d(nn.Conv1d):
         else:
             y = F.conv1d(xx, self.weight, self.bias, dilation=self.dilation)
         return y, xx[..., -self.context :]
+
+
+class Pointwise(nn.Module):
+    """1×1 convolution over ``(B, C_in, T)`` as one matmul (cheaper per call than ``conv1d``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        bound = 1.0 / in_channels**0.5  # nn.Conv1d's default initialisation
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.matmul(self.weight, x)
+        return y if self.bias is None else y + self.bias[:, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"

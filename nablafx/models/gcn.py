@@ -1,0 +1,97 @@
+"""GCN black-box model: gated causal convolution blocks, all block outputs mixed at the end.
+
+Block i: causal conv to 2·channels (kernel ``kernel_size``, dilation ``dilation_growth**i``) →
+conditioning on the 2·channels pre-activations (FiLM, TFiLM, TinyTFiLM, TVFiLM or none) →
+gated activation ``tanh(a) · sigmoid(b)`` → 1×1 mix → block output; the next block gets the
+block output plus a residual path.  The outputs of all blocks are concatenated and a 1×1 conv
+mixes them to the output sample (optionally through tanh).
+
+Receptive field and streaming as for the TCN (:mod:`nablafx.models.tcn`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nablafx.models._common import check_positive, dilated_receptive_field
+from nablafx.nn.blocks import CausalConv1d, Pointwise
+from nablafx.nn.conditioning import Conditioning, check_cond
+from nablafx.registry import register
+from nablafx.streaming import StreamingModel
+
+
+class GatedBlock(nn.Module):
+    def __init__(self, in_ch: int, channels: int, kernel_size: int, dilation: int, cond: Conditioning,
+                 bias: bool = True):
+        super().__init__()
+        self.channels = channels
+        self.conv = CausalConv1d(in_ch, 2 * channels, kernel_size, dilation, bias=bias)
+        self.mod = cond.make_layer(2 * channels)
+        self.mix = Pointwise(channels, channels, bias=bias)
+        self.res = Pointwise(in_ch, channels, bias=False) if in_ch != channels else None
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
+
+    def forward(self, x, ctx, state):
+        conv_state, mod_state = state
+        h, conv_state = self.conv(x, conv_state)  # (B, 2C, T)
+        h, mod_state = self.mod(h, ctx, mod_state)
+        a, b = h.split(self.channels, dim=1)
+        skip = self.mix(torch.tanh(a) * torch.sigmoid(b))  # (B, C, T)
+        res = x if self.res is None else self.res(x)
+        return skip + res, skip, (conv_state, mod_state)
+
+
+@register("gcn")
+class GCNModel(StreamingModel):
+    def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
+                 kernel_size: int = 3, dilation_growth: int = 10, cond: str = "none", cond_dim: int = 32,
+                 cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False, bias: bool = True):
+        super().__init__()
+        check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
+                       cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
+        check_cond(cond, "gcn")
+        self.sample_rate = sample_rate
+        self.cond = Conditioning(cond, n_knobs, "gcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden)
+        self.n_knobs = self.cond.n_knobs
+        self.kernel_size = kernel_size
+        self.dilations = [dilation_growth**i for i in range(blocks)]
+        self.blocks = nn.ModuleList(
+            GatedBlock(1 if i == 0 else channels, channels, kernel_size, d, self.cond, bias)
+            for i, d in enumerate(self.dilations)
+        )
+        self.out = Pointwise(blocks * channels, 1, bias=bias)
+        self.output_tanh = output_tanh
+
+    @property
+    def core_receptive_field(self) -> int:
+        return dilated_receptive_field(self.kernel_size, self.dilations)
+
+    @property
+    def receptive_field(self) -> int | None:
+        return None if self.cond.time_varying else self.core_receptive_field
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        device = device or self.out.weight.device
+        dtype = dtype or self.out.weight.dtype
+        return (self.cond.init_state(batch_size, device, dtype),
+                [b.init_state(batch_size, device, dtype) for b in self.blocks])
+
+    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
+        knobs = self.check_knobs(x, knobs)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        cond_state, block_states = state
+        ctx, cond_state = self.cond(x, knobs, cond_state)
+        h = x
+        skips, new_states = [], []
+        for block, bstate in zip(self.blocks, block_states):
+            h, skip, bstate = block(h, ctx, bstate)
+            skips.append(skip)
+            new_states.append(bstate)
+        y = self.out(torch.cat(skips, dim=1))
+        if self.output_tanh:
+            y = torch.tanh(y)
+        return y, (cond_state, new_states)

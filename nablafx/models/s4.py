@@ -1,0 +1,90 @@
+"""S4 black-box model: stacked diagonal state-space (S4D) blocks with knob conditioning.
+
+Input 1×1 conv to ``channels``; block i: 1×1 channel mix → S4D layer (``state_dim`` real state
+per channel = state_dim/2 complex modes) → conditioning (FiLM, TVFiLM, TFiLM, TinyTFiLM or none)
+→ activation → plus the block input; a 1×1 conv maps to the output sample (optionally tanh).
+
+The SSMs are infinite-impulse-response filters: the receptive field is unbounded (``None``).
+Offline and streaming share one exact chunked computation (:mod:`nablafx.nn.ssm`): the state
+carried between blocks is each layer's complex SSM state plus the conditioning state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nablafx.models._common import check_positive
+from nablafx.nn.activations import make_activation
+from nablafx.nn.blocks import Pointwise
+from nablafx.nn.conditioning import Conditioning, check_cond
+from nablafx.nn.ssm import S4D
+from nablafx.registry import register
+from nablafx.streaming import StreamingModel
+
+
+class S4Block(nn.Module):
+    def __init__(self, channels: int, state_dim: int, activation: str, cond: Conditioning, ssm_init: str,
+                 dt_min: float, dt_max: float, chunk: int):
+        super().__init__()
+        self.mix = Pointwise(channels, channels)
+        self.ssm = S4D(channels, state_dim, ssm_init, dt_min, dt_max, chunk)
+        self.mod = cond.make_layer(channels)
+        self.act = make_activation(activation, channels)
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        return (self.ssm.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
+
+    def forward(self, x, ctx, state):
+        ssm_state, mod_state = state
+        h, ssm_state = self.ssm(self.mix(x), ssm_state)
+        h, mod_state = self.mod(h, ctx, mod_state)
+        return self.act(h) + x, (ssm_state, mod_state)
+
+
+@register("s4")
+class S4Model(StreamingModel):
+    def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, blocks: int = 4, state_dim: int = 32,
+                 channels: int = 16, activation: str = "prelu", cond: str = "none", ssm_init: str = "lin",
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, chunk: int = 256, cond_dim: int = 32,
+                 cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False):
+        super().__init__()
+        check_positive(blocks=blocks, state_dim=state_dim, channels=channels, chunk=chunk, cond_dim=cond_dim,
+                       cond_block=cond_block, cond_hidden=cond_hidden)
+        check_cond(cond, "s4")
+        make_activation(activation, 1)
+        self.sample_rate = sample_rate
+        self.cond = Conditioning(cond, n_knobs, "s4", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden)
+        self.n_knobs = self.cond.n_knobs
+        self.inp = Pointwise(1, channels)
+        self.blocks = nn.ModuleList(
+            S4Block(channels, state_dim, activation, self.cond, ssm_init, dt_min, dt_max, chunk) for _ in range(blocks)
+        )
+        self.out = Pointwise(channels, 1)
+        self.output_tanh = output_tanh
+
+    @property
+    def receptive_field(self) -> int | None:
+        return None
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        device = device or self.out.weight.device
+        dtype = dtype or self.out.weight.dtype
+        return (self.cond.init_state(batch_size, device, dtype),
+                [b.init_state(batch_size, device, dtype) for b in self.blocks])
+
+    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
+        knobs = self.check_knobs(x, knobs)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        cond_state, block_states = state
+        ctx, cond_state = self.cond(x, knobs, cond_state)
+        h = self.inp(x)
+        new_states = []
+        for block, bstate in zip(self.blocks, block_states):
+            h, bstate = block(h, ctx, bstate)
+            new_states.append(bstate)
+        y = self.out(h)
+        if self.output_tanh:
+            y = torch.tanh(y)
+        return y, (cond_state, new_states)
