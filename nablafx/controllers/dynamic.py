@@ -1,0 +1,84 @@
+"""Dynamic (signal-driven) controllers: an LSTM over frame features of the processor's input.
+
+Frames are ``hop`` samples long and aligned to absolute time (sample 0 of the stream), whatever
+the block size: the state carries the LSTM's ``(h, c)``, the position inside the current frame and
+the running peak of its samples.  The parameters applied to the samples of frame ``k + 1`` are read
+out after frame ``k`` has been seen, so the controller is causal (no look-ahead inside a frame)
+and its output is held constant over each frame (coefficients of recursive filters change only at
+frame boundaries).  Before the first frame completes, the read-out of the initial state is used.
+
+Frame features: peak ``max |x|`` and its level ``(dB + 100) / 100``; the conditional variant also
+feeds the knobs to the LSTM at every frame.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nablafx.controllers.base import Controller, logit, register_controller
+from nablafx.dsp.gain import amplitude_to_db
+
+
+@register_controller("dynamic")
+class DynamicController(Controller):
+    time_varying = True
+
+    def __init__(self, n_params: int, n_knobs: int = 0, defaults=None, hop: int = 128, hidden: int = 16,
+                 num_layers: int = 1):
+        super().__init__(n_params, n_knobs, defaults)
+        if hop < 1 or hidden < 1 or num_layers < 1:
+            raise ValueError(f"hop, hidden and num_layers must be ≥ 1, got {hop}, {hidden}, {num_layers}")
+        self.hop = hop
+        self.hidden = hidden
+        self.num_layers = num_layers
+        self.lstm = nn.LSTM(2 + self.n_knobs, hidden, num_layers=num_layers, batch_first=True)
+        self.readout = nn.Linear(hidden, n_params)
+        with torch.no_grad():
+            self.readout.weight.mul_(0.1)
+            self.readout.bias.copy_(logit(self._defaults.clone()))
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        dtype = dtype or self.readout.weight.dtype
+        z = torch.zeros(self.num_layers, batch_size, self.hidden, device=device, dtype=dtype)
+        return {"pos": 0, "peak": torch.zeros(batch_size, device=device, dtype=dtype), "h": z, "c": z.clone()}
+
+    def _features(self, peaks: torch.Tensor, knobs: torch.Tensor | None) -> torch.Tensor:
+        # peaks: (B, K) -> (B, K, 2 [+ n_knobs])
+        feats = torch.stack([peaks, (amplitude_to_db(peaks, floor=1e-5) + 100.0) / 100.0], dim=-1)
+        if self.n_knobs:
+            feats = torch.cat([feats, knobs[:, None, :].to(feats.dtype).expand(-1, feats.shape[1], -1)], dim=-1)
+        return feats
+
+    def forward(self, x, knobs=None, state=None):
+        batch, _, n = x.shape
+        if state is None:
+            state = self.init_state(batch, x.device, x.dtype)
+        hop, pos = self.hop, state["pos"]
+        peak, h, c = state["peak"], state["h"], state["c"]
+        held = torch.sigmoid(self.readout(h[-1]))  # (B, P): parameters of the current frame
+        ax = x.abs().amax(dim=1)  # (B, n)
+        n_first = hop - pos  # samples that complete the current frame
+        if n < n_first:
+            new_peak = torch.maximum(peak, ax.amax(dim=-1)) if n else peak
+            params = held.unsqueeze(-1).expand(-1, -1, n)
+            return params.to(x.dtype), {"pos": pos + n, "peak": new_peak, "h": h, "c": c}
+        first = torch.maximum(peak, ax[:, :n_first].amax(dim=-1))
+        rest = ax[:, n_first:]
+        n_full, rem = divmod(rest.shape[-1], hop)
+        full = rest[:, : n_full * hop].reshape(batch, n_full, hop).amax(dim=-1)
+        peaks = torch.cat([first[:, None], full], dim=1)  # (B, K) completed frames
+        out, (h, c) = self.lstm(self._features(peaks, knobs).to(h.dtype), (h, c))
+        new = torch.sigmoid(self.readout(out))  # (B, K, P)
+        values = torch.cat([held[:, None], new], dim=1)  # (B, K + 1, P)
+        lengths = torch.tensor([n_first] + [hop] * n_full + [rem], device=x.device)
+        params = torch.repeat_interleave(values, lengths, dim=1).transpose(1, 2)  # (B, P, n)
+        new_peak = rest[:, n_full * hop:].amax(dim=-1) if rem else torch.zeros_like(peak)
+        return params.to(x.dtype), {"pos": rem, "peak": new_peak, "h": h, "c": c}
+
+
+@register_controller("dynamic-cond")
+class DynamicCondController(DynamicController):
+    """The dynamic controller with the knobs appended to every frame's features."""
+
+    uses_knobs = True
