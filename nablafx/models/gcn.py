@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.models._common import check_positive, dilated_receptive_field
+from nablafx.models._common import check_positive, dilated_receptive_field, forward_in_segments
 from nablafx.nn.blocks import CausalConv1d, Pointwise
 from nablafx.nn.conditioning import Conditioning, check_cond
 from nablafx.registry import register
@@ -64,6 +64,8 @@ class GCNModel(StreamingModel):
         )
         self.out = Pointwise(blocks * channels, 1, bias=bias)
         self.output_tanh = output_tanh
+        # offline segment length: cache-sized, but long against the largest conv buffer (copied per segment)
+        self.segment = max(4096, 4 * (kernel_size - 1) * self.dilations[-1])
 
     @property
     def core_receptive_field(self) -> int:
@@ -83,6 +85,9 @@ class GCNModel(StreamingModel):
         knobs = self.check_knobs(x, knobs)
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
+        return forward_in_segments(self._forward, x, knobs, state, self.segment)
+
+    def _forward(self, x, knobs, state):
         cond_state, block_states = state
         ctx, cond_state = self.cond(x, knobs, cond_state)
         h = x

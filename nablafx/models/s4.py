@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.models._common import check_positive
+from nablafx.models._common import check_positive, forward_in_segments
 from nablafx.nn.activations import make_activation
 from nablafx.nn.blocks import Pointwise
 from nablafx.nn.conditioning import Conditioning, check_cond
@@ -46,10 +46,12 @@ class S4Block(nn.Module):
 class S4Model(StreamingModel):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, blocks: int = 4, state_dim: int = 32,
                  channels: int = 16, activation: str = "prelu", cond: str = "none", ssm_init: str = "lin",
-                 dt_min: float = 1e-3, dt_max: float = 1e-1, chunk: int = 256, cond_dim: int = 32,
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, chunk: int = 64, segment: int = 4096,
+                 cond_dim: int = 32,
                  cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False):
         super().__init__()
-        check_positive(blocks=blocks, state_dim=state_dim, channels=channels, chunk=chunk, cond_dim=cond_dim,
+        check_positive(blocks=blocks, state_dim=state_dim, channels=channels, chunk=chunk, segment=segment,
+                       cond_dim=cond_dim,
                        cond_block=cond_block, cond_hidden=cond_hidden)
         check_cond(cond, "s4")
         make_activation(activation, 1)
@@ -62,6 +64,7 @@ class S4Model(StreamingModel):
         )
         self.out = Pointwise(channels, 1)
         self.output_tanh = output_tanh
+        self.segment = segment
 
     @property
     def receptive_field(self) -> int | None:
@@ -77,6 +80,9 @@ class S4Model(StreamingModel):
         knobs = self.check_knobs(x, knobs)
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
+        return forward_in_segments(self._forward, x, knobs, state, self.segment)
+
+    def _forward(self, x, knobs, state):
         cond_state, block_states = state
         ctx, cond_state = self.cond(x, knobs, cond_state)
         h = self.inp(x)

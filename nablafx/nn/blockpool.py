@@ -8,7 +8,12 @@ reference instead pools a block and applies the result to that same block (and p
 so the blocks look ahead): its condition at sample t depends on up to ~block_size future samples.
 
 Streaming carries ``pos`` (position inside the current block), the running max of the current
-partial block, and the LSTM's (h, c): any block size gives exactly the offline result.
+partial block (``None`` when no sample of it has been seen), and the LSTM's (h, c): any block
+size gives the offline result.
+
+Speed: a streaming call completes only a few blocks, where ``nn.LSTM``'s fixed cost (~55 µs on
+one CPU thread) dominates; up to ``SHORT_STEPS`` steps run as explicit cell updates on the same
+weights, with the (constant) knob part of the input projection folded into the bias.
 """
 
 from __future__ import annotations
@@ -16,27 +21,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def segment_lengths(pos: int, n: int, block_size: int) -> list[int]:
-    """Lengths of the pieces of ``n`` samples starting at offset ``pos`` of a ``block_size`` grid."""
-    first = min(n, block_size - pos)
-    nfull, rest = divmod(n - first, block_size)
-    return [first] + [block_size] * nfull + ([rest] if rest else [])
+SHORT_STEPS = 8
 
 
-def expand_segments(values: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-    """Per-segment values ``(B, S, F)`` → per-sample ``(B, F, T)`` (``(B, F, 1)`` when one segment)."""
-    if len(lengths) == 1:
-        return values.transpose(1, 2)
-    reps = torch.tensor(lengths, device=values.device)
-    return values.repeat_interleave(reps, dim=1, output_size=sum(lengths)).transpose(1, 2)
+def expand_blocks(values: torch.Tensor, pos: int, n: int, block_size: int) -> torch.Tensor:
+    """Per-block values ``(B, F, S)`` for the blocks touched by samples ``pos … pos+n-1`` of the
+    block grid → per-sample ``(B, F, n)`` (``(B, F, 1)``, broadcastable, when S == 1)."""
+    bsz, feats, nseg = values.shape
+    if nseg == 1:
+        return values
+    grid = values[..., None].expand(bsz, feats, nseg, block_size).reshape(bsz, feats, nseg * block_size)
+    return grid[..., pos : pos + n]
 
 
 class CausalBlockLSTM(nn.Module):
     """Max-pool ``z: (B, D, T)`` per block, (optionally project), run an LSTM over completed blocks.
 
-    ``forward(z, extra, state)`` returns ``(hs, lengths, state)``: ``hs (B, S, hidden)`` holds the
-    LSTM output valid for each of the S segments of this call (segment lengths in ``lengths``).
+    ``forward(z, extra, state)`` returns ``(hs, state)``: ``hs (B, S, hidden)`` holds the LSTM
+    output valid for each of the S blocks touched by this call (see :func:`expand_blocks`).
     ``extra (B, E)`` (e.g. the knobs) is appended to every LSTM input step.
     """
 
@@ -50,54 +52,81 @@ class CausalBlockLSTM(nn.Module):
         self.block_size = block_size
         self.extra_features = extra_features
         self.proj = nn.Linear(in_features, bottleneck) if bottleneck else None
-        lstm_in = (bottleneck or in_features) + extra_features
-        self.lstm = nn.LSTM(lstm_in, hidden, batch_first=True)
+        self.lstm_in = bottleneck or in_features
+        self.lstm = nn.LSTM(self.lstm_in + extra_features, hidden, batch_first=True)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         dtype = dtype or self.lstm.weight_hh_l0.dtype
         device = device or self.lstm.weight_hh_l0.device
         return {
             "pos": 0,
-            "max": torch.full((batch_size, self.in_features), float("-inf"), device=device, dtype=dtype),
+            "max": None,
             "h": torch.zeros(1, batch_size, self.hidden, device=device, dtype=dtype),
             "c": torch.zeros(1, batch_size, self.hidden, device=device, dtype=dtype),
         }
 
-    def forward(self, z: torch.Tensor, extra: torch.Tensor | None, state: dict):
+    def pool(self, z: torch.Tensor, pos: int, run_max: torch.Tensor | None):
+        """Completed blocks' maxima ``(B, D, m)`` (or None) and the new running max."""
         bsz, dim, n = z.shape
         bs = self.block_size
-        pos = state["pos"]
-        lengths = segment_lengths(pos, n, bs)
-        first = lengths[0]
-        closes_first = pos + first == bs
-        nfull = (n - first) // bs
-        rest = n - first - nfull * bs
-
-        run_max = torch.maximum(state["max"], z[..., :first].amax(-1))  # (B, D)
-        pooled = []
-        if closes_first:
-            pooled.append(run_max[:, None, :])
+        if pos == 0 and run_max is None:
+            nfull = n // bs
+            pooled = z[..., : nfull * bs].reshape(bsz, dim, nfull, bs).amax(-1) if nfull else None
+            rest = n - nfull * bs
+            return pooled, (z[..., n - rest :].amax(-1) if rest else None)
+        first = min(n, bs - pos)
+        head = z[..., :first].amax(-1)
+        if run_max is not None:
+            head = torch.maximum(head, run_max)
+        if pos + first < bs:
+            return None, head
+        nfull, rest = divmod(n - first, bs)
+        pooled = head[..., None]
         if nfull:
-            blocks = z[..., first : first + nfull * bs].reshape(bsz, dim, nfull, bs)
-            pooled.append(blocks.amax(-1).transpose(1, 2))  # (B, nfull, D)
-        if rest:
-            new_max = z[..., n - rest :].amax(-1)
-        elif closes_first:
-            new_max = torch.full_like(run_max, float("-inf"))
-        else:
-            new_max = run_max
+            full = z[..., first : first + nfull * bs].reshape(bsz, dim, nfull, bs).amax(-1)
+            pooled = torch.cat([pooled, full], dim=-1)
+        return pooled, (z[..., n - rest :].amax(-1) if rest else None)
 
-        h, c = state["h"], state["c"]
-        if pooled:
-            seq = torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]  # (B, m, D)
-            if self.proj is not None:
-                seq = self.proj(seq)
+    def run_lstm(self, pooled: torch.Tensor, extra: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor):
+        """LSTM over ``pooled (B, D, m)`` from (h, c) ``(1, B, H)``; returns outputs ``(B, m, H)``, h, c."""
+        seq = pooled.transpose(1, 2)  # (B, m, D)
+        if self.proj is not None:
+            seq = self.proj(seq)
+        steps = seq.shape[1]
+        lstm = self.lstm
+        if steps > SHORT_STEPS:
             if extra is not None:
-                seq = torch.cat([seq, extra[:, None, :].expand(-1, seq.shape[1], -1)], dim=-1)
-            out, (h_new, c_new) = self.lstm(seq, (h, c))
-            hs = torch.cat([h[-1][:, None, :], out], dim=1)[:, : len(lengths)]
+                seq = torch.cat([seq, extra[:, None, :].expand(-1, steps, -1)], dim=-1)
+            out, (h, c) = lstm(seq, (h, c))
+            return out, h, c
+        # few steps: explicit cell updates (PyTorch gate order i, f, g, o)
+        w_ih = lstm.weight_ih_l0
+        bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+        if extra is not None:
+            bias = torch.addmm(bias, extra, w_ih[:, self.lstm_in :].t())[:, None, :]  # (B, 1, 4H)
+        gates_x = torch.matmul(seq, w_ih[:, : self.lstm_in].t()) + bias  # (B, m, 4H)
+        w_hh_t = lstm.weight_hh_l0.t()
+        hh, cc = h[0], c[0]
+        outs = []
+        for gx in gates_x.unbind(1):
+            i, f, g, o = torch.addmm(gx, hh, w_hh_t).chunk(4, 1)
+            cc = torch.addcmul(torch.sigmoid(f) * cc, torch.sigmoid(i), torch.tanh(g))
+            hh = torch.sigmoid(o) * torch.tanh(cc)
+            outs.append(hh)
+        out = torch.stack(outs, dim=1) if steps > 1 else outs[0][:, None]
+        return out, hh[None], cc[None]
+
+    def forward(self, z: torch.Tensor, extra: torch.Tensor | None, state: dict):
+        pos = state["pos"]
+        n = z.shape[-1]
+        pooled, new_max = self.pool(z, pos, state["max"])
+        h, c = state["h"], state["c"]
+        nseg = (pos + n - 1) // self.block_size + 1  # blocks touched by this call
+        if pooled is not None:
+            out, h_new, c_new = self.run_lstm(pooled, extra, h, c)
+            hs = torch.cat([h[0][:, None, :], out[:, : nseg - 1]], dim=1) if nseg > 1 else h[0][:, None, :]
         else:
             h_new, c_new = h, c
-            hs = h[-1][:, None, :]
-        new_state = {"pos": (pos + n) % bs, "max": new_max, "h": h_new, "c": c_new}
-        return hs, lengths, new_state
+            hs = h[0][:, None, :]
+        new_state = {"pos": (pos + n) % self.block_size, "max": new_max, "h": h_new, "c": c_new}
+        return hs, new_state

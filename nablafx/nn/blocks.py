@@ -62,8 +62,9 @@ class Pointwise(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.matmul(self.weight, x)
-        return y if self.bias is None else y + self.bias[:, None]
+        if self.bias is None:
+            return torch.matmul(self.weight, x)
+        return torch.baddbmm(self.bias[:, None], self.weight.expand(x.shape[0], -1, -1), x)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"

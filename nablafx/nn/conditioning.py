@@ -87,7 +87,7 @@ class Conditioning(nn.Module):
             return TFiLM(channels, self.n_knobs, self.block_size)
         if self.kind == "tinytfilm":
             return TFiLM(channels, self.n_knobs, self.block_size, bottleneck=self.bottleneck)
-        return _TVFiLMLayer(self.controller.out_features, channels)
+        return _TVFiLMLayer(self.controller.hidden, self.n_knobs, channels)
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         if self.controller is not None:

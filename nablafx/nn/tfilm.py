@@ -2,9 +2,10 @@
 
 Per layer, the layer's own features are max-pooled over blocks of ``block_size`` samples and an
 LSTM runs over the blocks (knobs appended to each step); a Linear on ``[LSTM output, knobs]``
-gives a per-channel scale and shift, constant within a block.  TinyTFiLM projects the pooled
-features to a bottleneck of 4 before a 4-unit LSTM.  Causality: see
-:mod:`nablafx.nn.blockpool` (block k is modulated by what the LSTM saw of blocks < k).
+gives a per-channel scale and shift, constant within a block: ``h · (1 + scale) + shift``.
+TinyTFiLM projects the pooled features to a bottleneck of 4 before a 4-unit LSTM.
+Causality: see :mod:`nablafx.nn.blockpool` (block k is modulated by what the LSTM saw of
+blocks < k).
 """
 
 from __future__ import annotations
@@ -12,7 +13,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.nn.blockpool import CausalBlockLSTM, expand_segments
+from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
+
+
+class BlockModulation(nn.Module):
+    """Linear ``[hs, knobs] → (scale, shift)`` per block, applied as ``h · (1 + scale) + shift``."""
+
+    def __init__(self, hidden: int, n_knobs: int, channels: int):
+        super().__init__()
+        self.hidden = hidden
+        self.channels = channels
+        self.proj = nn.Linear(hidden + n_knobs, 2 * channels)
+        self.register_buffer("one", torch.cat([torch.ones(channels), torch.zeros(channels)]), persistent=False)
+
+    def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
+        w = self.proj.weight
+        bias = self.proj.bias + self.one.to(w.dtype)
+        if knobs is not None:
+            bias = torch.addmm(bias, knobs, w[:, self.hidden :].t())  # (B, 2C)
+        else:
+            bias = bias.expand(hs.shape[0], -1)
+        ss = torch.baddbmm(bias[:, :, None], w[:, : self.hidden].expand(hs.shape[0], -1, -1), hs.transpose(1, 2))
+        ss = expand_blocks(ss, pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
+        return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
 
 
 class TFiLM(nn.Module):
@@ -22,14 +45,12 @@ class TFiLM(nn.Module):
         hidden = hidden or (bottleneck or channels)
         self.n_knobs = n_knobs
         self.pool = CausalBlockLSTM(channels, hidden, block_size, extra_features=n_knobs, bottleneck=bottleneck)
-        self.proj = nn.Linear(hidden + n_knobs, 2 * channels)
+        self.mod = BlockModulation(hidden, n_knobs, channels)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         return self.pool.init_state(batch_size, device, dtype)
 
     def forward(self, h: torch.Tensor, knobs: torch.Tensor | None, state: dict):
-        hs, lengths, state = self.pool(h, knobs, state)
-        if knobs is not None:
-            hs = torch.cat([hs, knobs[:, None, :].expand(-1, hs.shape[1], -1)], dim=-1)
-        scale, shift = expand_segments(self.proj(hs), lengths).chunk(2, dim=1)
-        return torch.addcmul(shift, h, 1.0 + scale), state
+        pos = state["pos"]
+        hs, state = self.pool(h, knobs, state)
+        return self.mod(h, hs, knobs, pos, self.pool.block_size), state

@@ -12,36 +12,35 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.nn.blockpool import CausalBlockLSTM, expand_segments
+from nablafx.nn.blockpool import CausalBlockLSTM
+from nablafx.nn.tfilm import BlockModulation
 
 
 class TVFiLMController(nn.Module):
-    """Model-level: ``(x, knobs, state) → (context, state)``; context = (per-segment features, lengths)."""
+    """Model-level: ``(x, knobs, state) → (context, state)``; context = (hs, knobs, pos, block_size)."""
 
     def __init__(self, n_knobs: int = 0, hidden: int = 32, block_size: int = 128):
         super().__init__()
         self.n_knobs = n_knobs
-        self.out_features = hidden + n_knobs
+        self.hidden = hidden
         self.pool = CausalBlockLSTM(1, hidden, block_size, extra_features=n_knobs)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         return self.pool.init_state(batch_size, device, dtype)
 
     def forward(self, x: torch.Tensor, knobs: torch.Tensor | None, state: dict):
-        hs, lengths, state = self.pool(x.abs(), knobs, state)
-        if knobs is not None:
-            hs = torch.cat([hs, knobs[:, None, :].expand(-1, hs.shape[1], -1)], dim=-1)
-        return (hs, lengths), state
+        pos = state["pos"]
+        hs, state = self.pool(x.abs(), knobs, state)
+        return (hs, knobs, pos, self.pool.block_size), state
 
 
 class TVFiLM(nn.Module):
     """Per-layer modulation from the controller's context."""
 
-    def __init__(self, cond_features: int, channels: int):
+    def __init__(self, hidden: int, n_knobs: int, channels: int):
         super().__init__()
-        self.proj = nn.Linear(cond_features, 2 * channels)
+        self.mod = BlockModulation(hidden, n_knobs, channels)
 
     def forward(self, h: torch.Tensor, ctx) -> torch.Tensor:
-        hs, lengths = ctx
-        scale, shift = expand_segments(self.proj(hs), lengths).chunk(2, dim=1)
-        return torch.addcmul(shift, h, 1.0 + scale)
+        hs, knobs, pos, block_size = ctx
+        return self.mod(h, hs, knobs, pos, block_size)

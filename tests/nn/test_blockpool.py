@@ -5,30 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nablafx.nn.blockpool import CausalBlockLSTM, expand_segments, segment_lengths
+from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
 from nablafx.nn.conditioning import COND_KINDS, Conditioning
 
 
-def test_segment_lengths():
-    assert segment_lengths(0, 300, 128) == [128, 128, 44]
-    assert segment_lengths(100, 300, 128) == [28, 128, 128, 16]
-    assert segment_lengths(100, 10, 128) == [10]
-    assert segment_lengths(0, 256, 128) == [128, 128]
+def test_expand_blocks():
+    v = torch.arange(3.0).reshape(1, 1, 3)  # 3 blocks of 4 samples, call starts at offset 2
+    assert expand_blocks(v, 2, 9, 4)[0, 0].tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
+    assert expand_blocks(v[..., :1], 1, 2, 4).shape == (1, 1, 1)
 
 
-def test_expand_segments():
-    v = torch.arange(6.0).reshape(1, 3, 2)  # 3 segments, 2 features
-    out = expand_segments(v, [2, 1, 3])
-    assert out.shape == (1, 2, 6)
-    assert out[0, 0].tolist() == [0, 0, 2, 4, 4, 4]
-
-
-def _run(pool, z, block):
+def _run(pool, z, block, extra=None):
     state = pool.init_state(z.shape[0], dtype=z.dtype)
     outs = []
     for i in range(0, z.shape[-1], block):
-        hs, lengths, state = pool(z[..., i : i + block], None, state)
-        outs.append(expand_segments(hs, lengths).expand(-1, -1, sum(lengths)))
+        chunk = z[..., i : i + block]
+        pos = state["pos"]
+        hs, state = pool(chunk, extra, state)
+        outs.append(expand_blocks(hs.transpose(1, 2), pos, chunk.shape[-1], pool.block_size)
+                    .expand(-1, -1, chunk.shape[-1]))
     return torch.cat(outs, -1)
 
 
@@ -48,13 +43,16 @@ def test_condition_for_block_k_uses_only_blocks_before_k():
             assert not torch.allclose(out[..., block_start + 16 :], ref[..., block_start + 16 :])
 
 
-@pytest.mark.parametrize("block", [1, 3, 16, 50])
-def test_streaming_equals_offline(block):
+@pytest.mark.parametrize("bottleneck", [None, 2])
+@pytest.mark.parametrize("block", [1, 3, 16, 50, 150])
+def test_streaming_equals_offline(block, bottleneck):
+    """Short calls take the explicit-cell path, long ones nn.LSTM: both must agree."""
     torch.manual_seed(0)
-    pool = CausalBlockLSTM(3, 5, block_size=16, extra_features=0, bottleneck=2).double()
-    z = torch.randn(2, 3, 150, dtype=torch.float64)
+    pool = CausalBlockLSTM(3, 5, block_size=8, extra_features=2, bottleneck=bottleneck).double()
+    z = torch.randn(2, 3, 300, dtype=torch.float64)
+    extra = torch.rand(2, 2, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(_run(pool, z, block), _run(pool, z, 150))
+        torch.testing.assert_close(_run(pool, z, block, extra), _run(pool, z, 300, extra))
 
 
 @pytest.mark.parametrize("kind", COND_KINDS)

@@ -1,0 +1,181 @@
+"""``nablafx info``: what a model variant is — family, conditioning, parameter count, receptive field.
+
+    python -m nablafx.info tcn-45-film            # one variant (or an alias)
+    python -m nablafx.info --all                  # every variant, as a table
+    python -m nablafx.info --all --markdown --update docs/models.md   # refresh the docs table
+
+Parameter counts depend on the number of knobs the model is conditioned on (``--n-knobs``,
+default 3); unconditioned variants ignore it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from nablafx.registry import ConfigError, build_model, resolve_variant
+
+BEGIN, END = "<!-- variants:begin -->", "<!-- variants:end -->"
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such params file")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def describe(params: dict, name: str, n_knobs: int = 3, sample_rate: int | None = None) -> dict:
+    """Build the variant and report its facts as a dict."""
+    variant, spec = resolve_variant(params, name)
+    sr = int(sample_rate or (params.get("data") or {}).get("sample_rate", 48000))
+    model = build_model(spec, n_knobs=n_knobs, sample_rate=sr, key=f"variants.{variant}")
+    rf = model.receptive_field
+    core = getattr(model, "core_receptive_field", None)
+    if "cond" in spec or spec["family"] in ("lstm", "tcn", "gcn", "s4"):
+        cond = model.cond.kind if hasattr(model, "cond") else spec.get("cond", "concat")
+        cond = cond if model.n_knobs or cond not in ("film", "concat") else "none"
+    else:  # e.g. gray-box models: knobs reach them through their controllers
+        cond = "controllers" if model.n_knobs else "none"
+    return {
+        "variant": variant,
+        "alias": name if name != variant else None,
+        "family": spec["family"],
+        "cond": cond,
+        "n_knobs": model.n_knobs,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "receptive_field": rf,
+        "receptive_field_ms": None if rf is None else 1000.0 * rf / sr,
+        "core_receptive_field": core,
+        "core_receptive_field_ms": None if core is None else 1000.0 * core / sr,
+        "sample_rate": sr,
+        "options": {k: v for k, v in spec.items() if k != "family"},
+    }
+
+
+def _rf_text(d: dict) -> str:
+    if d["receptive_field"] is not None:
+        return f"{d['receptive_field_ms']:.1f} ms ({d['receptive_field']} samples)"
+    if d["core_receptive_field"] is not None:
+        return (f"unbounded (conditioning LSTM); convolutions {d['core_receptive_field_ms']:.1f} ms "
+                f"({d['core_receptive_field']} samples)")
+    return "unbounded (recurrent)"
+
+
+def _rf_cells(d: dict) -> tuple[str, str]:
+    if d["receptive_field"] is not None:
+        return f"{d['receptive_field_ms']:.1f}", str(d["receptive_field"])
+    if d["core_receptive_field"] is not None:
+        return f"∞ (conv {d['core_receptive_field_ms']:.1f})", f"∞ (conv {d['core_receptive_field']})"
+    return "∞", "∞"
+
+
+def format_one(d: dict) -> str:
+    lines = [f"{d['variant']}" + (f"  (alias: {d['alias']})" if d["alias"] else "")]
+    lines.append(f"  family            {d['family']}")
+    lines.append(f"  conditioning      {d['cond']}" + (f" on {d['n_knobs']} knobs" if d["n_knobs"] else ""))
+    lines.append(f"  parameters        {d['params']:,}" + (f" ({d['trainable']:,} trainable)"
+                                                            if d["trainable"] != d["params"] else ""))
+    lines.append(f"  receptive field   {_rf_text(d)}")
+    if d["options"]:
+        opts = ", ".join(f"{k}={v}" for k, v in d["options"].items() if k not in ("cond",))
+        lines.append(f"  options           {opts}")
+    return "\n".join(lines)
+
+
+COLUMNS = ("variant", "family", "cond", "params", "rf ms", "rf samples")
+
+
+def table_rows(rows: list[dict]) -> list[tuple[str, ...]]:
+    out = []
+    for d in rows:
+        if "error" in d:
+            out.append((d["variant"], d.get("family", "?"), "?", "error: " + d["error"], "", ""))
+            continue
+        ms, samples = _rf_cells(d)
+        out.append((d["variant"], d["family"], d["cond"], f"{d['params']:,}", ms, samples))
+    return out
+
+
+def format_table(rows: list[dict], markdown: bool = False) -> str:
+    cells = table_rows(rows)
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 3) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in cells]
+        return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(COLUMNS, *cells)]
+
+    def fmt(r):
+        return "  ".join(str(x).ljust(w) if i < 3 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths)))
+
+    return "\n".join([fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells])
+
+
+def all_rows(params: dict, n_knobs: int = 3, families: set[str] | None = None) -> list[dict]:
+    rows = []
+    for name, spec in (params.get("variants") or {}).items():
+        family = spec.get("family") if isinstance(spec, dict) else None
+        if families and family not in families:
+            continue
+        try:
+            rows.append(describe(params, name, n_knobs))
+        except Exception as err:  # a broken variant shows as a row, the others still print
+            rows.append({"variant": name, "family": family, "error": str(err).splitlines()[0]})
+    return rows
+
+
+def read_section(path: str | Path) -> str:
+    """The table between the variants markers of ``path`` (without the generated-by comment)."""
+    path = Path(path)
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise ConfigError(f"{path}: no '{BEGIN}' … '{END}' section")
+    inner = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    return "\n".join(line for line in inner.strip().splitlines() if not line.startswith("<!--")).strip()
+
+
+def update_section(path: str | Path, table: str, command: str) -> None:
+    """Replace the text between the variants markers of ``path`` by ``table``."""
+    path = Path(path)
+    read_section(path)  # checks the markers
+    body = f"{BEGIN}\n<!-- generated by `{command}` -->\n\n{table}\n\n{END}"
+    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda m: body, path.read_text(), flags=re.S)
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="nablafx info", description=__doc__.splitlines()[0])
+    ap.add_argument("variants", nargs="*", help="variant names or aliases from params.yaml")
+    ap.add_argument("--all", action="store_true", help="every variant, as a table")
+    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    ap.add_argument("--n-knobs", type=int, default=3, help="knobs the model is conditioned on (default 3)")
+    ap.add_argument("--family", action="append", help="with --all: only these families (repeatable)")
+    ap.add_argument("--markdown", action="store_true", help="with --all: a markdown table")
+    ap.add_argument("--update", metavar="FILE", help="with --all --markdown: write the table into FILE")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    if args.all:
+        rows = all_rows(params, args.n_knobs, set(args.family) if args.family else None)
+        table = format_table(rows, markdown=args.markdown or bool(args.update))
+        if args.update:
+            update_section(args.update, table, "python -m nablafx.info " + " ".join(argv if argv is not None else sys.argv[1:]))
+            print(f"{args.update}: table of {len(rows)} variants updated")
+        else:
+            print(table)
+        return 1 if any("error" in r for r in rows) else 0
+    if not args.variants:
+        args.variants = [params.get("model")]
+    for i, name in enumerate(args.variants):
+        if i:
+            print()
+        print(format_one(describe(params, name, args.n_knobs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
