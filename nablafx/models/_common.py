@@ -17,14 +17,17 @@ def dilated_receptive_field(kernel_size: int, dilations: list[int]) -> int:
     return 1 + (kernel_size - 1) * sum(dilations)
 
 
-def forward_in_segments(step, x, knobs, state, segment: int):
-    """Run ``step(x, knobs, state) -> (y, state)`` over ``x`` in segments of ``segment`` samples.
+def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | None = None):
+    """Run ``step(x, knobs, state) -> (y, state)`` over ``x`` in segments of ``segment`` samples
+    on the CPU (``gpu_segment`` elsewhere; None: one piece).
 
     Exact (the models stream), and faster offline: a cache-sized segment goes through every layer
     before the next one starts, where layer-by-layer over a long signal is memory-bound.
     """
     n = x.shape[-1]
-    if n <= segment or x.device.type != "cpu":  # the memory argument is about CPU caches
+    if x.device.type != "cpu":  # the memory argument is about CPU caches
+        segment = gpu_segment or n
+    if n <= segment:
         return step(x, knobs, state)
     outs = []
     for start in range(0, n, segment):

@@ -10,8 +10,15 @@ from torch import nn
 class CausalConv1d(nn.Conv1d):
     """Dilated 1-D convolution that sees only the present and the past.
 
-    Streaming state: the last ``(kernel_size - 1) * dilation`` input samples (zeros at the start,
-    i.e. digital silence before the stream).  ``forward(x, buf) -> (y, buf)``; ``y`` has x's length.
+    Streaming state ``(buf, start)``: the last ``context = (kernel_size - 1) * dilation`` input
+    samples (zeros at the start, i.e. digital silence before the stream), kept as a ring buffer
+    whose oldest sample sits at index ``start``.  ``forward(x, state) -> (y, state)``; ``y`` has
+    x's length.
+
+    When gradients are off and the block is much shorter than the context (long dilations in
+    small streaming blocks), the ring buffer is updated **in place** and only the taps the block
+    needs are read — copying the whole context per call would cost more than the convolution.
+    A state passed to such a call must not be reused afterwards (``process_in_blocks`` never does).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, bias: bool = True):
@@ -21,30 +28,50 @@ class CausalConv1d(nn.Conv1d):
         self.context = (kernel_size - 1) * dilation
         self.direct_max = 1024  # blocks up to this length use the stacked-taps matmul
 
-    def init_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor | None:
+    def init_state(self, batch_size: int, device=None, dtype=None):
         if self.context == 0:
             return None
-        return torch.zeros(batch_size, self.in_channels, self.context, device=device or self.weight.device,
-                           dtype=dtype or self.weight.dtype)
+        buf = torch.zeros(batch_size, self.in_channels, self.context, device=device or self.weight.device,
+                          dtype=dtype or self.weight.dtype)
+        return (buf, 0)
 
-    def forward(self, x: torch.Tensor, buf: torch.Tensor | None = None):
+    def _taps_matmul(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        # one matmul over the stacked taps beats conv1d's per-call overhead on short blocks
+        w = self.weight.transpose(1, 2).reshape(self.out_channels, -1)  # (out, k·in), tap-major
+        y = torch.matmul(w, torch.cat(taps, dim=1))
+        return y if self.bias is None else y + self.bias[:, None]
+
+    def forward(self, x: torch.Tensor, state=None):
         if self.context == 0:
             return F.conv1d(x, self.weight, self.bias), None
-        if buf is None:
-            buf = self.init_state(x.shape[0], x.device, x.dtype)
-        xx = torch.cat([buf, x], dim=-1)
-        n = x.shape[-1]
+        buf, start = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
+        n, ctx, d = x.shape[-1], self.context, self.dilation[0]
+        if not torch.is_grad_enabled() and 8192 <= ctx and 16 * n <= ctx and n <= d:
+            return self._ring_forward(x, buf, start)
+        past = buf if start == 0 else torch.cat([buf[..., start:], buf[..., :start]], dim=-1)
+        xx = torch.cat([past, x], dim=-1)
         if n <= self.direct_max:
-            # Short blocks (streaming): one matmul over the stacked taps beats conv1d's per-call overhead.
-            d = self.dilation[0]
-            taps = torch.cat([xx[..., j * d : j * d + n] for j in range(self.kernel_size[0])], dim=1)
-            w = self.weight.transpose(1, 2).reshape(self.out_channels, -1)  # (out, k·in), tap-major
-            y = torch.matmul(w, taps)
-            if self.bias is not None:
-                y = y + self.bias[:, None]
+            y = self._taps_matmul([xx[..., j * d : j * d + n] for j in range(self.kernel_size[0])])
         else:
             y = F.conv1d(xx, self.weight, self.bias, dilation=self.dilation)
-        return y, xx[..., -self.context :]
+        return y, (xx[..., -ctx:], 0)
+
+    def _ring_forward(self, x, buf, start):
+        n, ctx, d = x.shape[-1], self.context, self.dilation[0]
+        taps = []
+        for j in range(self.kernel_size[0] - 1):  # tap j reads past samples j·d … j·d+n-1 (n < d)
+            lo = (start + j * d) % ctx
+            hi = lo + n
+            taps.append(buf[..., lo:hi] if hi <= ctx else torch.cat([buf[..., lo:], buf[..., : hi - ctx]], dim=-1))
+        taps.append(x)  # the last tap is the block itself
+        y = self._taps_matmul(taps)
+        end = start + n  # overwrite the n oldest samples with the block
+        if end <= ctx:
+            buf[..., start:end] = x
+        else:
+            buf[..., start:] = x[..., : ctx - start]
+            buf[..., : end - ctx] = x[..., ctx - start :]
+        return y, (buf, end % ctx)
 
 
 class Pointwise(nn.Module):

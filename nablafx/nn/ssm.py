@@ -106,9 +106,12 @@ class S4D(nn.Module):
         inv_pows = torch.exp(-k[:G] * log_aL).transpose(0, 1)  # (H, G, N/2): a_L^-k
         scan = (G, inv_pows, pows)
         if not conv.is_complex():
-            # one matmul for both: y = [u, s_prev] @ [[Toeplitz], [m_out]]
-            return torch.cat([conv, m_out], dim=1), w_in, None, scan
-        return conv, w_in, m_out, scan
+            # one matmul for both: y = [u, s_prev] @ [[Toeplitz], [m_out]]; for a single chunk also the
+            # gathered state: [y, z] = [u, s_prev] @ [[Toeplitz, w_in], [m_out, 0]]
+            conv = torch.cat([conv, m_out], dim=1)  # (H, L + 2·N/2, L)
+            fused = torch.cat([conv, torch.cat([w_in, w_in.new_zeros(H, 2 * n2, 2 * n2)], dim=1)], dim=2)
+            return conv, w_in, None, scan, fused
+        return conv, w_in, m_out, scan, None
 
     def _get_matrices(self, L: int, dtype: torch.dtype, device):
         if torch.is_grad_enabled() and self.log_dt.requires_grad:
@@ -130,10 +133,15 @@ class S4D(nn.Module):
     def _chunks(self, u: torch.Tensor, s: torch.Tensor, L: int):
         """u: (B, H, nc, L) consecutive chunks; s: state before the first.  Returns y (B, H, nc, L), s."""
         bsz, H, nc, _ = u.shape
-        conv, w_in, m_out, (G, inv_pows, pows) = self._get_matrices(L, u.dtype, u.device)
+        conv, w_in, m_out, (G, inv_pows, pows), fused = self._get_matrices(L, u.dtype, u.device)
+        s = s.to(torch.complex128)
+        if nc == 1 and fused is not None:  # one chunk (short streaming blocks): a single matmul
+            s_prev = torch.view_as_real(s).reshape(bsz, H, 1, 2 * self.modes).to(u.dtype)
+            yz = torch.matmul(torch.cat([u, s_prev], dim=-1), fused)  # (B, H, 1, L + 2·N/2)
+            z = torch.view_as_complex(yz[..., L:].reshape(bsz, H, self.modes, 2).double().contiguous())
+            return yz[..., :L], torch.addcmul(z, pows[:, 1], s)
         z = torch.matmul(u, w_in).reshape(bsz, H, nc, self.modes, 2)
         z = torch.view_as_complex(z.double() if z.dtype != torch.float64 else z)  # (B, H, nc, N/2)
-        s = s.to(torch.complex128)
         if nc == 1:
             s_prev = s[:, :, None]
             s = torch.addcmul(z[:, :, 0], pows[:, 1], s)

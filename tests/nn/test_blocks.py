@@ -1,0 +1,58 @@
+"""Causal convolution (linear and ring-buffer streaming paths) and the 1×1 layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nablafx.nn.blocks import CausalConv1d, Pointwise
+
+
+def _stream(conv, x, block, grad=False):
+    state, outs = None, []
+    with torch.set_grad_enabled(grad):
+        for i in range(0, x.shape[-1], block):
+            y, state = conv(x[..., i : i + block], state)
+            outs.append(y)
+    return torch.cat(outs, -1)
+
+
+def _reference(conv, x):
+    pad = (conv.kernel_size[0] - 1) * conv.dilation[0]
+    return F.conv1d(F.pad(x, (pad, 0)), conv.weight, conv.bias, dilation=conv.dilation)
+
+
+@pytest.mark.parametrize(("kernel", "dilation"), [(1, 1), (3, 1), (3, 7), (2, 9000), (11, 1000)])
+@pytest.mark.parametrize("block", [1, 37, 512, 3000])
+def test_streaming_equals_zero_padded_conv(kernel, dilation, block):
+    torch.manual_seed(0)
+    conv = CausalConv1d(3, 4, kernel, dilation).double()
+    x = torch.randn(2, 3, 13000, dtype=torch.float64)
+    ref = _reference(conv, x).detach()
+    torch.testing.assert_close(_stream(conv, x, block), ref)  # no grad: ring buffer where it applies
+    if block >= 512:
+        torch.testing.assert_close(_stream(conv, x, block, grad=True).detach(), ref)  # functional path
+
+
+def test_ring_state_converts_to_functional():
+    """A state left by the in-place ring path continues correctly on the functional path."""
+    torch.manual_seed(0)
+    conv = CausalConv1d(2, 2, 3, 5000).double()
+    x = torch.randn(1, 2, 12000, dtype=torch.float64)
+    with torch.no_grad():
+        y1, state = conv(x[..., :100], None)
+        for i in range(100, 6000, 100):
+            y, state = conv(x[..., i : i + 100], state)
+    assert state[1] != 0  # the ring was rotated
+    y2, _ = conv(x[..., 6000:], state)  # grad on: functional path from a rotated ring
+    torch.testing.assert_close(y2.detach(), _reference(conv, x)[..., 6000:].detach())
+
+
+def test_pointwise_matches_conv1d():
+    torch.manual_seed(0)
+    pw = Pointwise(5, 3)
+    x = torch.randn(2, 5, 40)
+    torch.testing.assert_close(pw(x), F.conv1d(x, pw.weight[..., None], pw.bias))
+    pw = Pointwise(5, 3, bias=False)
+    torch.testing.assert_close(pw(x), F.conv1d(x, pw.weight[..., None]))
