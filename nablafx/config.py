@@ -34,11 +34,14 @@ class TrainConfig:
     batch_size: int = 8
     chunk_seconds: float = 1.0
     context_samples: int = -1  # -1: receptive field − 1 (bounded models) or 2048 (recurrent)
-    val_every_n_steps: int = 200
+    val_every_n_steps: int = 200  # also the epoch length: checkpoints (best, last) at every epoch end
+    tbptt_samples: int = 0  # > 0: truncated back-propagation through time in segments of this many samples
+    resume: str = "auto"  # auto: resume a matching interrupted run; require: refuse if none matches; off
     lr: float = 5e-3
     weight_decay: float = 0.01
     grad_clip: float = 10.0
     num_workers: int = 0
+    pre_emphasis: float = 0.0
     loss: dict = field(default_factory=lambda: {"l1": 1.0, "mrstft": 0.5})
 
 
@@ -48,7 +51,10 @@ class TestConfig:
 
 
 _POSITIVE = {"sample_rate", "max_steps", "batch_size", "chunk_seconds", "val_every_n_steps", "lr", "devices", "num_nodes"}
-_NON_NEGATIVE = {"val_seconds", "guard_seconds", "max_latency_samples", "weight_decay", "grad_clip", "block_seconds", "num_workers"}
+_NON_NEGATIVE = {"val_seconds", "guard_seconds", "max_latency_samples", "weight_decay", "grad_clip", "block_seconds",
+                 "num_workers", "tbptt_samples", "pre_emphasis"}
+_CHOICES = {"resume": ("auto", "require", "off"), "accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+            "precision": ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true")}
 
 
 def _section(cls, raw, key: str):
@@ -81,6 +87,8 @@ def _section(cls, raw, key: str):
             raise ConfigError(f"params.yaml: {path}: must be > 0, got {value!r}")
         if name in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"params.yaml: {path}: must be ≥ 0, got {value!r}")
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise ConfigError(f"params.yaml: {path}: {value!r} is not one of {', '.join(_CHOICES[name])}")
         values[name] = value
     return cls(**values)
 

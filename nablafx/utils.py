@@ -11,7 +11,7 @@ from pathlib import Path
 from nablafx.data.audio import DatasetError
 from nablafx.registry import ConfigError
 
-USER_ERRORS = (DatasetError, ConfigError, FileNotFoundError)
+USER_ERRORS = (DatasetError, ConfigError, FileNotFoundError, FloatingPointError)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 from nablafx.config import data_config, load_params, test_config
 from nablafx.evaluation.evaluate import evaluate
 from nablafx.export import load_model
+from nablafx.registry import ConfigError
 from nablafx.training.train import load_index
 from nablafx.utils import run_stage, write_json, write_text_atomic
 
@@ -25,6 +26,10 @@ def main(argv=None):
     tcfg = test_config(params)
     index = load_index(args.index, data_config(params).device)
     model, config = load_model(args.model_dir)
+    if config.get("device") != index["device"] or config.get("data_n_knobs") != index["n_knobs"]:
+        raise ConfigError(f"{args.model_dir}/config.yaml: model trained on {config.get('device')} "
+                          f"({config.get('data_n_knobs')} knobs), data.device is {index['device']} "
+                          f"({index['n_knobs']} knobs): run `dvc repro train`")
     result = evaluate(model, index, args.pred_dir, tcfg.block_seconds)
     metrics = {"test": {k: round(v, 6) if isinstance(v, float) else v for k, v in result["summary"].items()},
                "model": {"variant": config["variant"], "family": config["spec"]["family"],

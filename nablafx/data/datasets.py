@@ -45,7 +45,12 @@ def _example(bank: AudioBank, item: dict, start: int, chunk: int, context: int):
 
 
 class RandomChunkDataset(Dataset):
-    """``length`` random chunks from the items' [start, end) regions, deterministic per index."""
+    """Random chunks from the items' [start, end) regions.
+
+    Example ``i`` is a pure function of ``(seed, i)``, so any index (not only ``< length``)
+    is valid: :class:`EpochSampler` hands out a fresh, reproducible range per epoch, which makes
+    a run resumed from an epoch-end checkpoint see exactly the data of an uninterrupted one.
+    """
 
     def __init__(self, items: list[dict], bank: AudioBank, chunk: int, context: int, length: int, seed: int = 0):
         self.items = [it for it in items if it["end"] - it["start"] >= chunk]
@@ -78,3 +83,34 @@ class SequentialChunkDataset(Dataset):
     def __getitem__(self, i: int):
         item, start = self.index[i]
         return _example(self.bank, item, start, self.chunk, self.context)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Indices ``[e·n·W + r·n, e·n·W + (r+1)·n)`` for epoch ``e``, rank ``r`` of ``W`` processes.
+
+    Lightning calls :meth:`set_epoch` before every training epoch.  Its epoch counter runs on
+    after a resumed checkpoint, so when ``step_fn`` (the trainer's global step) is given the
+    epoch is derived from the optimiser steps already taken instead: the resumed run then sees
+    exactly the data of an uninterrupted one.  The rank is read from ``torch.distributed``
+    when iterating, so data-parallel ranks draw disjoint examples.
+    """
+
+    def __init__(self, n_per_epoch: int, steps_per_epoch: int | None = None, step_fn=None):
+        self.n = n_per_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.step_fn = step_fn
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.step_fn is not None and self.steps_per_epoch:
+            epoch = self.step_fn() // self.steps_per_epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        dist = torch.distributed
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        base = (self.epoch * world + rank) * self.n
+        return iter(range(base, base + self.n))

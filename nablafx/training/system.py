@@ -1,6 +1,11 @@
 """The one LightningModule: wraps any model from the registry.
 
 Batches are ``(x, y, knobs)`` with ``context`` leading warm-up samples that the loss ignores.
+Optimisation is manual so that every model trains the same way, with truncated
+back-propagation through time when ``tbptt`` > 0: the chunk is cut into segments of ``tbptt``
+samples, the model's streaming state is carried (detached) from one segment to the next and
+each segment is back-propagated on its own — memory then scales with the segment, not the
+chunk, and the forward pass is still exactly the offline one.
 """
 
 from __future__ import annotations
@@ -12,43 +17,83 @@ import torch
 from torch import nn
 
 from nablafx.evaluation import metrics
+from nablafx.streaming import detach_state
 from nablafx.training.losses import WeightedLoss
+
+
+def segment_bounds(length: int, context: int, tbptt: int) -> list[int]:
+    """Segment edges for TBPTT: the first segment carries the context, every segment is
+    ``tbptt`` samples long except the last, which absorbs a shorter tail (so spectral loss
+    terms always see at least ``tbptt`` samples)."""
+    if tbptt <= 0 or length - context < 2 * tbptt:
+        return [0, length]
+    bounds = [0, *range(context + tbptt, length, tbptt)]
+    if length - bounds[-1] < tbptt:
+        bounds.pop()
+    return [*bounds, length]
 
 
 class EffectSystem(L.LightningModule):
     def __init__(self, model: nn.Module, loss_weights: dict, lr: float, weight_decay: float,
-                 max_steps: int, context: int, warmup_steps: int = 0):
+                 max_steps: int, context: int, warmup_steps: int = 0, grad_clip: float = 0.0,
+                 tbptt: int = 0, sample_rate: int = 48000, pre_emphasis: float = 0.0,
+                 signature: dict | None = None):
         super().__init__()
+        self.automatic_optimization = False
         self.model = model
-        self.loss = WeightedLoss(loss_weights)
+        self.loss = WeightedLoss(loss_weights, sample_rate=sample_rate, pre_emphasis=pre_emphasis)
         self.lr, self.weight_decay, self.max_steps = lr, weight_decay, max_steps
-        self.context = context
-        self.warmup_steps = warmup_steps
+        self.context, self.warmup_steps, self.grad_clip, self.tbptt = context, warmup_steps, grad_clip, tbptt
+        self.signature = signature or {}
 
-    def _predict(self, x, knobs):
-        y_hat, _ = self.model(x, knobs if getattr(self.model, "n_knobs", 0) else None)
-        return y_hat[..., self.context :]
+    def _knobs(self, knobs):
+        return knobs if getattr(self.model, "n_knobs", 0) else None
+
+    def forward(self, x, knobs):
+        y_hat, _ = self.model(x, self._knobs(knobs))
+        return y_hat
 
     def training_step(self, batch, batch_idx):
         x, y, knobs = batch
-        y_hat = self._predict(x, knobs)
-        loss, terms = self.loss(y_hat, y[..., self.context :])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss at step {self.global_step} (terms: "
-                + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()) + "); last good checkpoint kept"
-            )
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        opt.zero_grad(set_to_none=True)
+        total_len = x.shape[-1] - self.context
+        bounds = segment_bounds(x.shape[-1], self.context, self.tbptt)
+        state = None
+        loss_sum = 0.0
+        for s0, s1 in zip(bounds[:-1], bounds[1:]):
+            y_hat, state = self.model(x[..., s0:s1], self._knobs(knobs), state)
+            keep = max(0, self.context - s0)
+            if s1 - s0 - keep <= 0:
+                state = detach_state(state)
+                continue
+            loss, terms = self.loss(y_hat[..., keep:], y[..., s0 + keep : s1])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite training loss at step {self.global_step} ("
+                    + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                    + "); the last good checkpoint is kept"
+                )
+            weight = (s1 - s0 - keep) / total_len
+            self.manual_backward(loss * weight)
+            loss_sum += float(loss.detach()) * weight
+            state = detach_state(state)
+        if self.grad_clip > 0:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        sched.step()
+        self.log("train/loss", loss_sum, prog_bar=True)
+        return torch.tensor(loss_sum)
 
     def validation_step(self, batch, batch_idx):
         x, y, knobs = batch
-        y_hat = self._predict(x, knobs)
+        y_hat = self(x, knobs)[..., self.context :]
         y = y[..., self.context :]
-        loss, terms = self.loss(y_hat, y)
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/esr", metrics.esr(y_hat, y))
-        self.log("val/l1", metrics.l1(y_hat, y))
+        loss, _ = self.loss(y_hat, y)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/esr", metrics.esr(y_hat, y), sync_dist=True)
+        self.log("val/l1", metrics.l1(y_hat, y), sync_dist=True)
         return loss
 
     def configure_optimizers(self):
@@ -62,3 +107,6 @@ class EffectSystem(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nablafx_signature"] = self.signature

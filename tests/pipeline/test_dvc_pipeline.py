@@ -65,7 +65,7 @@ def test_dvc_repro_then_exp_run_other_variant(tmp_path):
     _run(["git", "init", "-q"], work, env)
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "copy"], work, env)
-    _run(["dvc", "pull", "-q"], work, env)
+    _run(["dvc", "pull", "-q", "data.dvc"], work, env)
     out = _run(["dvc", "repro"], work, env)
     assert "nablafx report" in out
     metrics = json.loads((work / "reports/metrics.json").read_text())

@@ -1,0 +1,145 @@
+"""Resume after an interruption, refusal on changed settings, non-finite loss, TBPTT."""
+
+import pytest
+import torch
+
+from nablafx.data.prepare import prepare_device
+from nablafx.export import load_model
+from nablafx.registry import ConfigError
+from nablafx.training import system as system_mod
+from nablafx.training.train import run_training
+from nablafx.utils import write_json
+
+from ..conftest import SR, make_tiny_dataset
+
+
+def _params(root, **train):
+    return {
+        "model": "tcn-tiny",
+        "data": {"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
+        "train": {"max_steps": 6, "batch_size": 2, "chunk_seconds": 0.1, "val_every_n_steps": 2,
+                  "lr": 0.01, "accelerator": "cpu", **train},
+        "variants": {"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
+                                  "dilation_growth": 2, "cond": "film"},
+                     "lstm-4": {"family": "lstm", "hidden_size": 4}},
+    }
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    root = make_tiny_dataset(base / "data", seconds=(3.0, 1.0))
+    index = prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4)
+    write_json(base / "index.json", index)
+    return base
+
+
+def _train(base, tag, params):
+    return run_training(params, base / "index.json", base / tag / "model", base / tag / "ckpt", base / tag / "live")
+
+
+class Killed(Exception):
+    """Stands for the process being killed (Lightning turns KeyboardInterrupt into sys.exit)."""
+
+
+def _fail_at(monkeypatch, step):
+    original = system_mod.EffectSystem.training_step
+
+    def failing(self, batch, batch_idx):
+        if self.global_step == step:
+            raise Killed(f"killed at step {step}")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(system_mod.EffectSystem, "training_step", failing)
+
+
+def test_resume_after_kill_matches_uninterrupted(prepared, monkeypatch):
+    params = _params(prepared / "data")
+    full = _train(prepared, "full", params)
+    assert full["steps"] == 6 and full["resumed_from"] is None
+    with monkeypatch.context() as m:
+        _fail_at(m, 3)  # killed during the second epoch; last.ckpt holds the end of epoch 1
+        with pytest.raises(Killed):
+            _train(prepared, "cut", params)
+    assert (prepared / "cut/ckpt/last.ckpt").is_file() and not (prepared / "cut/model").exists()
+    resumed = _train(prepared, "cut", params)
+    assert resumed["resumed_from"].endswith("last.ckpt") and resumed["steps"] == 6
+    a, _ = load_model(prepared / "full/model")
+    b, _ = load_model(prepared / "cut/model")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-6, msg=name)
+    assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-6)
+
+
+def test_resume_require_refuses_changed_settings(prepared, monkeypatch):
+    params = _params(prepared / "data")
+    with monkeypatch.context() as m:
+        _fail_at(m, 3)
+        with pytest.raises(Killed):
+            _train(prepared, "changed", params)
+    changed = _params(prepared / "data", lr=0.02, resume="require")
+    changed["variants"]["tcn-tiny"]["channels"] = 6
+    with pytest.raises(ConfigError, match=r"different settings: spec\.channels, train\.lr"):
+        _train(prepared, "changed", changed)
+    # auto mode starts afresh instead
+    info = _train(prepared, "changed", _params(prepared / "data", lr=0.02))
+    assert info["resumed_from"] is None and info["steps"] == 6
+
+
+def test_non_finite_loss_names_step_and_keeps_checkpoint(prepared, monkeypatch):
+    original = system_mod.EffectSystem.forward
+
+    params = _params(prepared / "data")
+    calls = {"n": 0}
+
+    def poisoned_model_forward(self, x, knobs=None, state=None):
+        calls["n"] += 1
+        y, s = orig_model_forward(self, x, knobs, state)
+        return (y * float("nan"), s) if self.training and calls["n"] > 4 else (y, s)
+
+    from nablafx.models.tcn import TCNModel as TCN
+
+    orig_model_forward = TCN.forward
+    monkeypatch.setattr(TCN, "forward", poisoned_model_forward)
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss at step \d"):
+        _train(prepared, "nan", params)
+    assert (prepared / "nan/ckpt/last.ckpt").is_file()
+    assert original is system_mod.EffectSystem.forward
+
+
+def test_tbptt_gradient_truncated_but_forward_exact(prepared):
+    """With TBPTT the LSTM trains in segments; the loss it reports equals the full-chunk loss
+    at the first step (same forward), and training runs to the end."""
+    params = _params(prepared / "data", tbptt_samples=4096, chunk_seconds=0.3, max_steps=2, val_every_n_steps=2)
+    params["model"] = "lstm-4"
+    info = _train(prepared, "tbptt", params)
+    assert info["steps"] == 2 and info["best_val_loss"] > 0
+    with pytest.raises(ConfigError, match="train.tbptt_samples: 512 is shorter"):
+        _train(prepared, "tbptt2", {**params, "train": {**params["train"], "tbptt_samples": 512}})
+
+
+def test_segment_bounds():
+    from nablafx.training.system import segment_bounds
+
+    assert segment_bounds(10000, 100, 0) == [0, 10000]
+    assert segment_bounds(10000, 100, 4096) == [0, 4196, 10000]  # tail of 1708 merged
+    assert segment_bounds(20000, 100, 4096) == [0, 4196, 8292, 12388, 20000]
+    assert segment_bounds(5000, 100, 4096) == [0, 5000]
+
+
+def test_tbptt_forward_equals_offline(prepared):
+    """The segmented forward with carried (detached) state is exactly the offline forward."""
+    from nablafx.registry import build_model
+    from nablafx.streaming import detach_state
+    from nablafx.training.system import segment_bounds
+
+    model = build_model({"family": "lstm", "hidden_size": 4}, n_knobs=2)
+    x, k = torch.randn(2, 1, 20000), torch.rand(2, 2)
+    full, _ = model(x, k)
+    outs, state = [], None
+    b = segment_bounds(20000, 100, 4096)
+    for s0, s1 in zip(b[:-1], b[1:]):
+        y, state = model(x[..., s0:s1], k, state)
+        outs.append(y)
+        state = detach_state(state)
+    torch.testing.assert_close(torch.cat(outs, -1), full, rtol=0, atol=1e-6)
