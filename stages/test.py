@@ -31,13 +31,14 @@ def main(argv=None):
                           f"({config.get('data_n_knobs')} knobs), data.device is {index['device']} "
                           f"({index['n_knobs']} knobs): run `dvc repro train`")
     result = evaluate(model, index, args.pred_dir, tcfg.block_seconds)
-    metrics = {"test": {k: round(v, 6) if isinstance(v, float) else v for k, v in result["summary"].items()},
+    metrics = {"test": {k: round(v, 6) if isinstance(v, float) else v for k, v in result["summary"].items()
+                        if v is not None},
                "model": {"variant": config["variant"], "family": config["spec"]["family"],
                          "params": config["params"], "device": config["device"]}}
     write_text_atomic(args.per_knob, pd.DataFrame(result["rows"]).to_csv(index=False, float_format="%.6g"))
     write_json(args.metrics, metrics)
     t = metrics["test"]
-    print(f"test: {config['variant']} on {config['device']}: ESR {t['esr']:.4f}, L1 {t['l1']:.5f}, "
+    print(f"test: {config['variant']} on {config['device']}: ESR {t['esr']:.4f}, MAE {t['mae']:.5f}, "
           f"MR-STFT {t['mrstft']:.4f} over {t['passages']} passages ({t['seconds']} s)")
 
 

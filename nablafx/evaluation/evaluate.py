@@ -13,20 +13,17 @@ import torch
 
 from nablafx.data.audio import read_audio, write_audio
 from nablafx.evaluation import metrics
+from nablafx.evaluation.loudness import integrated_loudness as loudness_lufs
 from nablafx.streaming import process_in_blocks
-
-
-def _mrstft():
-    from nablafx.training.losses import mrstft_loss
-
-    return mrstft_loss()
 
 
 @torch.no_grad()
 def evaluate(model, index: dict, pred_dir: str | Path | None = None, block_seconds: float = 0.0) -> dict:
     sr = index["sample_rate"]
     items = [i for i in index["items"] if i["split"] == "test"]
-    stft = _mrstft()
+    from nablafx.training.losses import melstft_loss, mrstft_loss
+
+    stft, mel = mrstft_loss(), melstft_loss(sr)
     rows = []
     dry_cache: dict[str, np.ndarray] = {}
     sq_err = sq_tgt = abs_err = 0.0
@@ -46,22 +43,28 @@ def evaluate(model, index: dict, pred_dir: str | Path | None = None, block_secon
         sq_tgt += float(torch.sum(y.double() ** 2))
         abs_err += float(torch.sum(e.abs()))
         n_total += y.shape[-1]
-        rows.append({"knob_code": it["knob_code"], "name": it["name"],
+        lt, lp = loudness_lufs(y, sr), loudness_lufs(y_hat, sr)
+        rows.append({"device": index["device"], "knob_code": it["knob_code"], "name": it["name"],
                      **{f"knob_{k}": v for k, v in zip(index["knob_letters"], it["knobs"])},
                      "seconds": round(y.shape[-1] / sr, 3),
                      "l1": float(metrics.l1(y_hat, y)), "mse": float(metrics.mse(y_hat, y)),
                      "esr": float(metrics.esr(y_hat, y)), "mrstft": float(stft(y_hat, y)),
-                     "dc": float(metrics.dc_error(y_hat, y))})
+                     "melstft": float(mel(y_hat, y)), "dc": float(metrics.dc_error(y_hat, y)),
+                     "lufs_target": lt, "lufs_pred": lp,
+                     "loudness_diff_lu": None if lt is None or lp is None else lp - lt})
         if pred_dir is not None:
             out = Path(pred_dir) / (f"{it['knob_code']}.{it['name']}.pred.flac" if it["knob_code"] else f"{it['name']}.pred.flac")
             write_audio(out, y_hat[0, 0].numpy(), sr)
     weights = np.array([r["seconds"] for r in rows])
+    lu = [abs(r["loudness_diff_lu"]) for r in rows if r["loudness_diff_lu"] is not None]
     summary = {
-        "l1": abs_err / n_total,
+        "mae": abs_err / n_total,
         "mse": sq_err / n_total,
         "esr": sq_err / sq_tgt,  # over the whole test set (energy-weighted)
         "esr_mean": float(np.mean([r["esr"] for r in rows])),  # mean of per-passage ESR
         "mrstft": float(np.average([r["mrstft"] for r in rows], weights=weights)),
+        "melstft": float(np.average([r["melstft"] for r in rows], weights=weights)),
+        "loudness_diff_lu": float(np.mean(lu)) if lu else None,  # mean |pred − target| in LU
         "dc": float(np.average([r["dc"] for r in rows], weights=weights)),
         "passages": len(rows),
         "seconds": round(float(weights.sum()), 2),

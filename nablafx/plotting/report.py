@@ -91,7 +91,7 @@ def write_report(out_dir: str | Path, metrics: dict, rows: list[dict], images: l
     out_dir = Path(out_dir)
     m, t = metrics["model"], metrics["test"]
     lines = [f"nablafx report: {m['variant']} ({m['family']}, {m['params']} params) on {m['device']}",
-             f"  test ESR {t['esr']:.4f} (mean per passage {t['esr_mean']:.4f}), L1 {t['l1']:.5f}, "
+             f"  test ESR {t['esr']:.4f} (mean per passage {t['esr_mean']:.4f}), MAE {t['mae']:.5f}, "
              f"MR-STFT {t['mrstft']:.4f}, {t['passages']} passages / {t['seconds']} s"]
     by_knob: dict[str, list[float]] = {}
     for r in rows:

@@ -67,7 +67,7 @@ def test_stages_run_and_write_outputs(workdir):
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
     assert metrics["model"]["variant"] == "lstm-8"
     assert metrics["test"]["passages"] == 3 and metrics["test"]["esr"] > 0
-    assert (workdir / "reports/per_knob.csv").read_text().startswith("knob_code,name,knob_D,knob_T")
+    assert (workdir / "reports/per_knob.csv").read_text().startswith("device,knob_code,name,knob_D,knob_T")
     assert (workdir / "reports/plots/test_example.png").stat().st_size > 10_000
     assert (workdir / "reports/index.html").is_file()
     # the saved model reloads without Lightning and reproduces its test predictions
