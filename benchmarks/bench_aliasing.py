@@ -95,7 +95,9 @@ def main(argv=None):
         lines.append(f"| {name} | " + " | ".join(f"{c * 1000:.1f} ms" for c in costs) + " |")
         print(f"{name}: " + ", ".join(f"×{f} {c * 1000:.1f} ms" for f, c in zip(FACTORS, costs)))
 
-    lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}.",
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f} while measuring "
+              f"(timings on a shared machine are indicative); torch {torch.__version__}.",
               "Command: `python benchmarks/bench_aliasing.py`.", ""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
