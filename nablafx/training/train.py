@@ -115,7 +115,6 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     ckpt_dir = Path(ckpt_dir)
     resume_from = _resume_point(ckpt_dir, signature, tcfg.resume)
 
-    from dvclive.lightning import DVCLiveLogger
     from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
@@ -145,10 +144,15 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
                           signature=signature)
     if resume_from is None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-        shutil.rmtree(live_dir, ignore_errors=True)
+        if live_dir:
+            shutil.rmtree(live_dir, ignore_errors=True)
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
                            save_top_k=1, save_last=True, enable_version_counter=False)
-    logger = DVCLiveLogger(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resume_from is not None)
+    if live_dir:
+        from dvclive.lightning import DVCLiveLogger
+    # live_dir=None: no logger (e.g. a GPU check on a machine without dvclive)
+    logger = DVCLiveLogger(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False,
+                           resume=resume_from is not None) if live_dir else False
     precision = resolve_precision(tcfg.precision, tcfg.accelerator)
     trainer = L.Trainer(
         max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices,
