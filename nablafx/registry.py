@@ -17,6 +17,10 @@ _FAMILIES: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY_MODULES = ("nablafx.models",)
 
 
+# keys of a variant spec that configure training, not the model (read by nablafx.training.train)
+TRAINING_KEYS = ("lr",)
+
+
 class ConfigError(ValueError):
     """A params.yaml value is malformed or names something unknown; the message names the key."""
 
@@ -66,7 +70,7 @@ def build_model(spec: dict, *, n_knobs: int, sample_rate: int = 48000, key: str 
 
     ``key`` is the params.yaml key path used in error messages.
     """
-    spec = dict(spec)
+    spec = {k: v for k, v in spec.items() if k not in TRAINING_KEYS}
     family = spec.pop("family", None)
     fams = families()
     if family not in fams:

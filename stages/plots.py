@@ -19,6 +19,8 @@ def main(argv=None):
     ap.add_argument("--metrics", default="reports/metrics.json")
     ap.add_argument("--per-knob", default="reports/per_knob.csv")
     ap.add_argument("--pred-dir", default="artifacts/test")
+    ap.add_argument("--fad", default="reports/fad.json")
+    ap.add_argument("--cost", default="reports/cost.json")
     ap.add_argument("--out", default="reports")
     args = ap.parse_args(argv)
     plots = Path(args.out) / "plots"
@@ -35,7 +37,8 @@ def main(argv=None):
     example = example_figure(index, rows, args.pred_dir, plots / "test_example.png")
     if example is not None:
         images.append("test_example.png")
-    summary = write_report(args.out, metrics, rows, images, example)
+    fad, cost = (json.loads(Path(f).read_text()) if Path(f).is_file() else None for f in (args.fad, args.cost))
+    summary = write_report(args.out, metrics, rows, images, example, fad, cost)
     summary += f"\n  report: {Path(args.out) / 'index.html'}, figures in {plots}\n"
     write_text_atomic(Path(args.out) / "summary.txt", summary)
     print(summary)

@@ -86,13 +86,24 @@ def example_figure(index: dict, rows: list[dict], pred_dir: str | Path, out_png:
     return row
 
 
-def write_report(out_dir: str | Path, metrics: dict, rows: list[dict], images: list[str], example: dict | None) -> str:
+def write_report(out_dir: str | Path, metrics: dict, rows: list[dict], images: list[str], example: dict | None,
+                 fad: dict | None = None, cost: dict | None = None) -> str:
     """Write ``index.html`` and return a plain-text summary."""
     out_dir = Path(out_dir)
     m, t = metrics["model"], metrics["test"]
     lines = [f"nablafx report: {m['variant']} ({m['family']}, {m['params']} params) on {m['device']}",
              f"  test ESR {t['esr']:.4f} (mean per passage {t['esr_mean']:.4f}), MAE {t['mae']:.5f}, "
              f"MR-STFT {t['mrstft']:.4f}, {t['passages']} passages / {t['seconds']} s"]
+    if fad and fad.get("fad"):
+        base = fad.get("fad_dry_input", {})
+        lines.append("  FAD " + ", ".join(f"{k} {v:.3f}" + (f" (dry input: {base[k]:.3f})" if k in base else "")
+                                          for k, v in fad["fad"].items())
+                     + (f"; skipped: {', '.join(fad.get('skipped', {}))}" if fad.get("skipped") else ""))
+    if cost:
+        rtf = cost.get("rtf", {})
+        lines.append(f"  cost: {cost.get('params')} params, {cost.get('gmacs_per_second', 0):.3f} GMAC/s, "
+                     f"CPU real-time factor offline {rtf.get('offline')}, at 64 samples {rtf.get('64')}, "
+                     f"at 512 samples {rtf.get('512')}")
     by_knob: dict[str, list[float]] = {}
     for r in rows:
         by_knob.setdefault(r["knob_code"], []).append(r["esr"])

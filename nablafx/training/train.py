@@ -38,9 +38,13 @@ def load_index(path: str | Path, device: str | None = None) -> dict:
 
 
 def build_from_params(params: dict, n_knobs: int, sample_rate: int):
+    """``(variant, model, lr)``; a variant's own ``lr`` key overrides ``train.lr``."""
     variant, spec = resolve_variant(params)
+    lr = spec.pop("lr", None)
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+        raise ConfigError(f"params.yaml: variants.{variant}.lr: must be a number > 0, got {lr!r}")
     model = build_model(spec, n_knobs=n_knobs, sample_rate=sample_rate, key=f"variants.{variant}")
-    return variant, model
+    return variant, model, lr
 
 
 def context_for(model, cfg) -> int:
@@ -103,7 +107,9 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     import lightning as L
 
     L.seed_everything(tcfg.seed, workers=True, verbose=False)  # before building: initial weights are seeded too
-    variant, model = build_from_params(params, index["n_knobs"], index["sample_rate"])
+    variant, model, variant_lr = build_from_params(params, index["n_knobs"], index["sample_rate"])
+    if variant_lr is not None:
+        tcfg.lr = float(variant_lr)
     if pretrained_dir is not None:
         from nablafx import pretraining
 
@@ -181,7 +187,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
             "train_seconds": round(seconds, 1), "steps": int(trainer.global_step),
             "resumed_from": str(resume_from) if resume_from else None,
             "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
-            "precision": precision,
+            "precision": precision, "lr": tcfg.lr,
             "best_val_loss": float(best_score) if best_score is not None else None}
     save_model(model, model_dir, **info)
     return info

@@ -56,7 +56,8 @@ def test_dvc_repro_then_exp_run_other_variant(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["train"].update(max_steps=4, batch_size=2, chunk_seconds=0.1, val_every_n_steps=2)
+    params["train"].update(max_steps=4, batch_size=2, chunk_seconds=0.5, val_every_n_steps=2)
+    params["cost"].update(audio_seconds=0.1, frame_sizes=[64, 4096], repeats=1)
     base_model = params["model"]
     other = "tcn" if params["aliases"].get("tcn") != base_model and base_model != "tcn" else "lstm"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

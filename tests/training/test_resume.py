@@ -143,3 +143,12 @@ def test_tbptt_forward_equals_offline(prepared):
         outs.append(y)
         state = detach_state(state)
     torch.testing.assert_close(torch.cat(outs, -1), full, rtol=0, atol=1e-6)
+
+
+def test_variant_lr_overrides_train_lr(prepared):
+    params = _params(prepared / "data", max_steps=1, val_every_n_steps=1)
+    params["variants"]["tcn-tiny"]["lr"] = 0.05
+    assert _train(prepared, "lr", params)["lr"] == 0.05
+    params["variants"]["tcn-tiny"]["lr"] = "fast"
+    with pytest.raises(ConfigError, match="variants.tcn-tiny.lr: must be a number > 0"):
+        _train(prepared, "lr2", params)
