@@ -267,6 +267,8 @@ class CrepeEmbedder:
         frames = x.unfold(0, CREPE_WINDOW, self.hop)  # (n, 1024)
         if self.threshold is not None:  # AC level, as CREPE sees it: a DC offset alone is silence
             frames = frames[frames.std(1, correction=0) >= self.threshold]
+        if frames.shape[0] == 0:  # all silent (split() of an empty tensor still yields one empty chunk)
+            return np.zeros((0, self.dim))
         out = []
         for chunk in frames.split(self.batch_frames):
             chunk = chunk - chunk.mean(1, keepdim=True)  # torchcrepe's per-frame normalisation
@@ -396,10 +398,13 @@ def compute_fad(sets: dict[str, Sequence[Path]], sample_rate: int, cfg: FADConfi
                 raise
             result["skipped"][name] = f"embedding failed: {_one_line(err)}"
             continue
-        for label in ("target", "pred"):
-            if embs[label].shape[0] < 2:
-                raise DatasetError(f"{Path(sets[label][0]).parent}: fad {name}: only {embs[label].shape[0]} "
-                                   f"non-silent frames in the {label} set (fad.silence_db={cfg.silence_db})")
+        if embs["target"].shape[0] < 2:
+            raise DatasetError(f"{Path(sets['target'][0]).parent}: fad {name}: only {embs['target'].shape[0]} "
+                               f"non-silent frames in the target set (fad.silence_db={cfg.silence_db})")
+        if embs["pred"].shape[0] < 2:  # a (near-)silent model is a result, not a pipeline failure
+            result["skipped"][name] = (f"only {embs['pred'].shape[0]} frames of the predictions above "
+                                       f"fad.silence_db={cfg.silence_db} dBFS: the model's output is (near) silent")
+            continue
         result["fad"][name] = round(frechet_distance(embs["pred"], embs["target"]), 6)
         if cfg.dry_baseline and embs["dry"].shape[0] >= 2:
             result["fad_dry_input"][name] = round(frechet_distance(embs["dry"], embs["target"]), 6)

@@ -247,3 +247,18 @@ def test_missing_prediction_file_is_named(tmp_path, capsys):
 def test_bad_fad_params_name_the_key(fad, key):
     with pytest.raises(F.ConfigError, match=key):
         F.fad_config({"fad": fad})
+
+
+def test_silent_predictions_are_reported_not_a_crash(tmp_path, capsys):
+    """A model whose output is (near) silent gets no FAD and a reason; the stage still succeeds
+    (it used to crash reshaping an empty batch)."""
+    index_path, pred_dir = make_test_set(tmp_path)
+    for f in Path(pred_dir).glob("*.pred.flac"):
+        data, sr = sf.read(str(f))
+        sf.write(str(f), np.zeros_like(data), sr)
+    rc, out = run_fad_stage(tmp_path, index_path, pred_dir)
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert "crepe_tiny" not in report["fad"]
+    assert "output is (near) silent" in report["skipped"]["crepe_tiny"]
+    assert F.CrepeEmbedder().__call__(np.zeros(48000), 48000).shape[0] == 0
