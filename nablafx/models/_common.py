@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from nablafx.streaming import StreamingModel
+
 
 def check_positive(**values) -> None:
     """Raise ValueError naming the first option that is not an integer ≥ 1."""
@@ -34,3 +36,24 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
         y, state = step(x[..., start : start + segment], knobs, state)
         outs.append(y)
     return torch.cat(outs, dim=-1), state
+
+
+class ConditionedStack(StreamingModel):
+    """State and offline segmenting shared by the TCN, GCN and S4 families.
+
+    Subclasses set ``self.cond`` (a ``Conditioning``), ``self.blocks`` (modules with
+    ``init_state``), ``self.out`` (read-out layer; gives device and dtype), ``self.segment``
+    (offline segment length) and implement ``_forward(x, knobs, state) -> (y, state)``.
+    """
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        device = device or self.out.weight.device
+        dtype = dtype or self.out.weight.dtype
+        return (self.cond.init_state(batch_size, device, dtype),
+                [b.init_state(batch_size, device, dtype) for b in self.blocks])
+
+    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
+        knobs = self.check_knobs(x, knobs)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        return forward_in_segments(self._forward, x, knobs, state, self.segment)

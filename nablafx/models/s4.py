@@ -14,13 +14,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.models._common import check_positive, forward_in_segments
+from nablafx.models._common import ConditionedStack, check_positive
 from nablafx.nn.activations import make_activation
 from nablafx.nn.blocks import Pointwise
 from nablafx.nn.conditioning import Conditioning, check_cond
 from nablafx.nn.ssm import S4D
 from nablafx.registry import register
-from nablafx.streaming import StreamingModel
 
 
 class S4Block(nn.Module):
@@ -43,7 +42,7 @@ class S4Block(nn.Module):
 
 
 @register("s4")
-class S4Model(StreamingModel):
+class S4Model(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, blocks: int = 4, state_dim: int = 32,
                  channels: int = 16, activation: str = "prelu", cond: str = "none", ssm_init: str = "lin",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, chunk: int = 64, segment: int = 4096,
@@ -69,18 +68,6 @@ class S4Model(StreamingModel):
     @property
     def receptive_field(self) -> int | None:
         return None
-
-    def init_state(self, batch_size: int, device=None, dtype=None):
-        device = device or self.out.weight.device
-        dtype = dtype or self.out.weight.dtype
-        return (self.cond.init_state(batch_size, device, dtype),
-                [b.init_state(batch_size, device, dtype) for b in self.blocks])
-
-    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
-        knobs = self.check_knobs(x, knobs)
-        if state is None:
-            state = self.init_state(x.shape[0], x.device, x.dtype)
-        return forward_in_segments(self._forward, x, knobs, state, self.segment)
 
     def _forward(self, x, knobs, state):
         cond_state, block_states = state

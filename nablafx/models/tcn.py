@@ -17,12 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.models._common import check_positive, dilated_receptive_field, forward_in_segments
+from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field
 from nablafx.nn.activations import make_activation
 from nablafx.nn.blocks import CausalConv1d, Pointwise
 from nablafx.nn.conditioning import Conditioning, check_cond
 from nablafx.registry import register
-from nablafx.streaming import StreamingModel
 
 
 class TCNBlock(nn.Module):
@@ -47,7 +46,7 @@ class TCNBlock(nn.Module):
 
 
 @register("tcn")
-class TCNModel(StreamingModel):
+class TCNModel(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
                  kernel_size: int = 3, dilation_growth: int = 10, activation: str = "tanh", cond: str = "none",
                  cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False,
@@ -77,18 +76,6 @@ class TCNModel(StreamingModel):
     @property
     def receptive_field(self) -> int | None:
         return None if self.cond.time_varying else self.core_receptive_field
-
-    def init_state(self, batch_size: int, device=None, dtype=None):
-        device = device or self.out.weight.device
-        dtype = dtype or self.out.weight.dtype
-        return (self.cond.init_state(batch_size, device, dtype),
-                [b.init_state(batch_size, device, dtype) for b in self.blocks])
-
-    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
-        knobs = self.check_knobs(x, knobs)
-        if state is None:
-            state = self.init_state(x.shape[0], x.device, x.dtype)
-        return forward_in_segments(self._forward, x, knobs, state, self.segment)
 
     def _forward(self, x, knobs, state):
         cond_state, block_states = state
