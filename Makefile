@@ -1,28 +1,38 @@
 # The README's two fresh-machine commands are `make pipeline` and `make test`.
-# Both are idempotent: the venv is (re)installed only when pyproject.toml changed.
+# The environment is uv.lock (every package, exact version, hashes), installed by uv into .venv.
+# `uv sync --locked` runs on every target: it takes well under a second when .venv matches the lock,
+# reinstalls whatever differs from it, and fails when pyproject.toml changed without `make lock`.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.nablafx-installed
+UV := .uv/bin/uv
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install pipeline data test test-fast lint clean-outputs
+.PHONY: install lock lock-upgrade pipeline data test test-fast lint
 
-install: $(STAMP)
+# uv itself: a pinned, hash-checked wheel in its own small venv, so `uv sync` can keep .venv exact.
+$(UV): tools/uv-requirements.txt
+	rm -rf .uv && $(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r tools/uv-requirements.txt
+	touch $(UV)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	# rational-activations declares torch==1.7.1 but works with torch 2.11 on CPU: install it
-	# without its pins (only tests compare our pure-PyTorch rational activation against it).
-	$(BIN)/python -m pip install -q --no-deps rational-activations==0.2.0
-	$(BIN)/python -m pip install -q seaborn
-	touch $(STAMP)
+install: $(UV)
+	$(UV) sync --locked --extra dev
+
+# After editing the dependencies in pyproject.toml: re-resolve only what the edit needs.
+lock: $(UV)
+	$(UV) lock
+
+# Move every package to the newest release allowed by pyproject.toml (then run `make test`).
+lock-upgrade: $(UV)
+	$(UV) lock --upgrade
 
 data: install
 	$(BIN)/dvc pull -q data.dvc

@@ -31,7 +31,6 @@ def test_matches_closed_form(init):
 
 @pytest.mark.parametrize("init", ["leaky_relu", "relu", "tanh", "sigmoid", "gelu", "swish"])
 def test_matches_rational_activations_package(init):
-    pytest.importorskip("rational")
     from rational.torch import Rational as PackageRational
 
     theirs = PackageRational(approx_func=init, degrees=(5, 4), version="A", cuda=False)
