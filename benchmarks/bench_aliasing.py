@@ -3,16 +3,14 @@
 For each oversampling factor (1, 2, 4, 8) and resampling-filter phase, the energy of the
 non-harmonic (aliased) components relative to the total energy
 (:func:`nablafx.dsp.analysis.aliasing_db`), plus the CPU cost of the processor per second of audio.
-Writes ``benchmarks/results/aliasing.md``.
+Writes ``benchmarks/results/aliasing.{md,json}``.
 
-    python benchmarks/bench_aliasing.py [--out benchmarks/results/aliasing.md]
+    python benchmarks/bench_aliasing.py [--out benchmarks/results/aliasing]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 
 from nablafx.dsp.analysis import aliasing_db
 from nablafx.processors.nonlinear import MLPNonlinearity, TanhNonlinearity
+from nablafx.provenance import write_results
 
 FS = 48000
 F0 = 5000
@@ -53,7 +52,7 @@ def seconds_per_second(proc, params, batch: int = 1, reps: int = 5) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="benchmarks/results/aliasing.md")
+    ap.add_argument("--out", default="benchmarks/results/aliasing")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -71,9 +70,11 @@ def main(argv=None):
         "| drive | phase | ×1 | ×2 | ×4 | ×8 |",
         "|---|---|---|---|---|---|",
     ]
+    aliasing, costs_ms = [], []
     for drive in DRIVES_DB:
         for phase in ("minimum", "linear"):
             vals = [measure_aliasing(f, phase, drive) for f in FACTORS]
+            aliasing.append({"drive_db": drive, "phase": phase, **{f"x{f}": round(v, 2) for f, v in zip(FACTORS, vals)}})
             lines.append(f"| {drive:.0f} dB | {phase} | " + " | ".join(f"{v:.1f} dB" for v in vals) + " |")
             print(f"drive {drive:.0f} dB, {phase}: " + ", ".join(f"×{f} {v:.1f} dB" for f, v in zip(FACTORS, vals)))
 
@@ -92,17 +93,15 @@ def main(argv=None):
         for f in FACTORS:
             proc = make(f)
             costs.append(seconds_per_second(proc, params(proc)))
+        costs_ms.append({"processor": name, **{f"x{f}": round(c * 1000, 2) for f, c in zip(FACTORS, costs)}})
         lines.append(f"| {name} | " + " | ".join(f"{c * 1000:.1f} ms" for c in costs) + " |")
         print(f"{name}: " + ", ".join(f"×{f} {c * 1000:.1f} ms" for f, c in zip(FACTORS, costs)))
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f} while measuring "
-              f"(timings on a shared machine are indicative); torch {torch.__version__}.",
-              "Command: `python benchmarks/bench_aliasing.py`.", ""]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    lines += ["", "Timings are wall-clock on the machine below (its load average is recorded with them)."]
+    stem = Path(args.out).with_suffix("")
+    used = {"args": vars(args), "f0_hz": F0, "fs": FS, "drives_db": list(DRIVES_DB), "factors": list(FACTORS)}
+    write_results(stem, "\n".join(lines), {"aliasing_db": aliasing, "cost_ms_per_s": costs_ms}, params=used)
+    print(f"wrote {stem}.md and .json")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 
 Each variant runs in its own process (so its peak memory is its own), with the receptive
 field as extra leading context as in training.  Writes benchmarks/results/training_<device>.{json,md}
-with seconds per step, audio-seconds trained per wall-second, peak memory, and the ratio to
-the reference implementation's published timings on the same config where one exists.
+with seconds per step, audio-seconds trained per wall-second and peak memory. No reference
+timing is typed in here: a comparison with the reference implementation must run both in one run.
 """
 
 from __future__ import annotations
@@ -20,12 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# seconds per step of 16 × 3 s measured for the reference implementation (issue 6)
-REFERENCE = {
-    "cpu": {"lstm-32": 6.7, "tcn-45": 9.2, "tcn-250": 10.9, "tcn-250-tvf": 13.8, "gcn-250-film": 17.9},
-    "cuda": {"tcn-45": 0.036, "tcn-250": 0.042, "gcn-250-film": 0.053, "s4-b8-s32-c16": 0.157,
-             "s4-tvf-b8-s32-c16": 0.162, "lstm-32": 0.379},
-}
 DEFAULT_VARIANTS = ["lstm-32", "tcn-45", "tcn-250", "tcn-250-tvf", "gcn-250-film", "s4-b8-s32-c16",
                     "s4-tvf-b8-s32-c16", "gb-dist-cond"]
 
@@ -106,30 +100,25 @@ def main(argv=None):
         if res.returncode != 0:
             rows.append({"variant": v, "error": (res.stderr.strip().splitlines() or ["?"])[-1]})
         else:
-            row = json.loads(res.stdout.strip().splitlines()[-1])
-            ref = REFERENCE.get(args.device, {}).get(v)
-            if ref:
-                row["reference_s_per_step"] = ref
-                row["speedup_vs_reference"] = round(ref / row["s_per_step"], 2)
-            rows.append(row)
+            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     tag = args.device if args.precision == "32-true" else f"{args.device}_{args.precision}"
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"training_{tag}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"device": args.device, "precision": args.precision, "batch": args.batch, "seconds": args.seconds,
             "threads": args.threads, "loss": "0.5 L1 + 0.5 MR-STFT", "optimizer": "AdamW"}
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [f"# Training throughput ({args.device}, {args.precision}, batch {args.batch} × {args.seconds} s, "
              f"{args.threads} threads)", "",
-             "| variant | params | s/step | audio s/s | peak MB | reference s/step | speed-up |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| variant | params | s/step | audio s/s | peak MB |",
+             "|---|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['variant']} | error: {r['error']} | | | | | |")
+            lines.append(f"| {r['variant']} | error: {r['error']} | | | |")
             continue
-        lines.append(f"| {r['variant']} | {r['params']} | {r['s_per_step']} | {r['audio_s_per_s']} | {r['peak_mem_mb']} | "
-                     f"{r.get('reference_s_per_step', '')} | {r.get('speedup_vs_reference', '')} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {r['variant']} | {r['params']} | {r['s_per_step']} | {r['audio_s_per_s']} | {r['peak_mem_mb']} |")
+    used = {"args": {k: val for k, val in vars(args).items() if k not in ("out", "one")}}
+    from nablafx.provenance import write_results
+
+    write_results(out, "\n".join(lines), {"meta": meta, "rows": rows}, params=used)
     print(f"wrote {out}.md")
 
 

@@ -83,13 +83,14 @@ def main(argv=None):
             except Exception as err:  # record and go on: the table says which failed and why
                 rows.append({"variant": variant, "precision": precision, "error": f"{type(err).__name__}: {err}"[:300]})
             print(json.dumps(rows[-1]), flush=True)
-            write(out, rows, gpu, torch.__version__, args.steps, d["device"], params["train"]["loss"])
+            write(out, rows, gpu, torch.__version__, args.steps, d["device"], params)
 
 
-def write(out, rows, gpu, torch_version, steps, device, loss):
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"gpu": gpu, "torch": torch_version, "steps": steps, "batch": "16 × 2 s", "device_data": device, "loss": loss}
-    (out / "gpu_training.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+def write(out, rows, gpu, torch_version, steps, device, params):
+    from nablafx.provenance import write_results
+
+    meta = {"gpu": gpu, "torch": torch_version, "steps": steps, "batch": "16 × 2 s", "device_data": device,
+            "loss": params["train"]["loss"]}
     lines = [f"# Training on {gpu} through `run_training` (Lightning), {steps} steps of 16 × 2 s on {device}", "",
              "s/step includes validation and checkpointing; test ESR after this short run (CPU evaluation).", "",
              "| variant | precision | s/step | train s | test ESR | test MAE |", "|---|---|---:|---:|---:|---:|"]
@@ -99,7 +100,7 @@ def write(out, rows, gpu, torch_version, steps, device, loss):
         else:
             lines.append(f"| {r['variant']} | {r['precision']} | {r['s_per_step']} | {r['train_seconds']} | "
                          f"{r['test_esr']} | {r['test_mae']} |")
-    (out / "gpu_training.md").write_text("\n".join(lines) + "\n")
+    write_results(Path(out) / "gpu_training", "\n".join(lines), {"meta": meta, "rows": rows}, params=params)
 
 
 if __name__ == "__main__":
