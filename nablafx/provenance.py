@@ -113,8 +113,8 @@ def markdown_footer(prov: dict) -> str:
     load = f", load average {' / '.join(str(v) for v in m['load_avg'])}" if m.get("load_avg") else ""
     return (f"Made by `{prov['command']}` at commit {commit} on {prov['utc']}; params hash "
             f"{prov['params_hash'] or '—'}.\n"
-            f"Machine: {m['cpu']} ({m['usable_cpus']} of {m['logical_cpus']} CPUs usable, {m['torch_threads']} torch "
-            f"threads{load}), torch {m['torch']}, Python {m['python']}{gpu}.\n")
+            f"Machine: {m['cpu']} ({m['usable_cpus']} of {m['logical_cpus']} CPUs usable, torch threads "
+            f"{m['torch_threads']}{load}), torch {m['torch']}, Python {m['python']}{gpu}.\n")
 
 
 def write_results(stem: str | Path, markdown: str, data: dict, params=None, command: str | None = None) -> dict:
