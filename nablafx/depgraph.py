@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import sys
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,7 @@ def _with_parents(name: str) -> list[str]:
 
 @dataclass
 class ImportGraph:
-    """Files reached from a start file, each with the file that first imported it (for messages)."""
+    """Files reached from a start file, each with the file it was first reached from (for messages)."""
 
     files: dict[Path, Path | None] = field(default_factory=dict)  # file → importer (None: the start)
 
@@ -122,9 +123,9 @@ def walk_imports(start: Path, root: Path, packages: Iterable[str]) -> ImportGrap
     packages = tuple(packages)
     start, root = Path(start), Path(root)
     graph = ImportGraph({start: None})
-    todo = [start]
+    todo = deque([start])  # breadth first: each chain is a shortest one
     while todo:
-        path = todo.pop()
+        path = todo.popleft()
         try:
             source = path.read_text(encoding="utf-8")
         except OSError as e:
