@@ -17,13 +17,14 @@ def main(argv=None):
     cfg = data_config(load_params(args.params))
     index = prepare_device(cfg.root, cfg.device, cfg.dry_dir, cfg.sample_rate, cfg.val_seconds,
                            cfg.guard_seconds, cfg.max_latency_samples)
-    report = {k: v for k, v in index.items() if k != "items"}
+    report = {k: v for k, v in index.items() if k not in ("items", "files")}  # per-file hashes: index only
     write_json(args.out, index)
     write_json(args.report, report)
     s = index["splits"]
     print(f"prepare: {cfg.device}: {len(index['settings'])} knob settings {index['knob_letters']}, "
           f"train {s['train']['seconds']} s, val {s['val']['seconds']} s, test {s['test']['seconds']} s, "
-          f"max |latency| {index['max_abs_latency_samples']} samples")
+          f"max |latency| {index['max_abs_latency_samples']} samples, "
+          f"{index['data_hash']['files']} files sha256 {index['data_hash']['sha256'][:12]}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ split leaks).  Test passages come from the dataset's own `test` folders.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
 from nablafx.data.audio import DatasetError, read_audio
@@ -36,6 +39,35 @@ def measure_latency(dry: np.ndarray, wet: np.ndarray, max_lag: int) -> tuple[int
     vals = np.concatenate([xc[: max_lag + 1], xc[-max_lag:]])
     i = int(np.argmax(np.abs(vals)))
     return int(lags[i]), float(vals[i])
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hash(root: str | Path, files) -> tuple[dict, dict]:
+    """``(summary, per_file)`` for the audio files an index reads.
+
+    ``per_file`` maps each file's path relative to ``root`` (POSIX) to its size and SHA-256;
+    ``summary["sha256"]`` is one SHA-256 over the sorted lines ``<relative path> TAB <file sha256>``,
+    so it changes when any indexed file's bytes, name or place change, or a file joins or
+    leaves the index — and does not depend on where ``root`` lies.
+    """
+    root = Path(root)
+    per_file = {}
+    for f in sorted({Path(f) for f in files}):
+        rel = f.relative_to(root).as_posix()
+        per_file[rel] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
+    h = hashlib.sha256()
+    for rel in sorted(per_file):
+        h.update(f"{rel}\t{per_file[rel]['sha256']}\n".encode())
+    summary = {"sha256": h.hexdigest(), "files": len(per_file),
+               "bytes": sum(v["bytes"] for v in per_file.values())}
+    return summary, per_file
 
 
 def prepare_device(root, device: str, dry_dir: str, sample_rate: int, val_seconds: float,
@@ -85,6 +117,7 @@ def prepare_device(root, device: str, dry_dir: str, sample_rate: int, val_second
         if val_n > 0:
             items.append({**base, "split": "val", "start": n - val_n, "end": n})
     letters = pairs[0].knob_letters
+    data_hash, files = content_hash(root, [f for p in pairs for f in (p.dry, p.wet)])
     summary = {
         split: {"items": sum(i["split"] == split for i in items),
                 "seconds": round(sum(i["end"] - i["start"] for i in items if i["split"] == split) / sample_rate, 2)}
@@ -98,6 +131,8 @@ def prepare_device(root, device: str, dry_dir: str, sample_rate: int, val_second
         "settings": sorted({p.knob_code for p in pairs}),
         "splits": summary,
         "max_abs_latency_samples": max(abs(c["latency_samples"]) for c in checks),
+        "data_hash": data_hash,  # over every indexed file: relative path + SHA-256 of its bytes
+        "files": files,
         "items": items,
         "checks": checks,
     }

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -120,3 +122,49 @@ def test_prepare_bad_audio_names_file(tiny_dataset, kind, msg):
         prepare_device(tiny_dataset, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4)
     assert str(err.value).startswith(str(f)) and msg in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def _flip_low_byte(path):
+    """Change the lowest byte of the file's last float32 sample: a change far below any check."""
+    raw = bytearray(path.read_bytes())
+    raw[-4] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_prepare_records_content_hash_of_indexed_files(tiny_dataset):
+    args = ("Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4)
+    before = prepare_device(tiny_dataset, *args)
+    rels = {Path(i[k]).relative_to(tiny_dataset).as_posix() for i in before["items"] for k in ("dry", "wet")}
+    assert set(before["files"]) == rels  # every indexed file, relative to the root
+    assert before["data_hash"]["files"] == len(rels) == 8
+    assert before["data_hash"]["bytes"] == sum((tiny_dataset / r).stat().st_size for r in rels)
+    wet = tiny_dataset / "Fake-Drive" / "trainval" / "D050_T000" / "D050_T000.trainval-a.target.wav"
+    audio = sf.read(str(wet))[0]
+    _flip_low_byte(wet)
+    changed = sf.read(str(wet))[0]
+    assert 0 < np.abs(changed - audio).max() < 1e-6  # one byte, one sample, inaudibly
+    after = prepare_device(tiny_dataset, *args)
+    assert after["data_hash"]["sha256"] != before["data_hash"]["sha256"]
+    rel = wet.relative_to(tiny_dataset).as_posix()
+    assert after["files"][rel]["sha256"] != before["files"][rel]["sha256"]
+    assert {k: v for k, v in after["files"].items() if k != rel} == {k: v for k, v in before["files"].items() if k != rel}
+    # nothing else in the index moved: the hash is what tells the two datasets apart
+    strip = ("data_hash", "files", "checks")
+    assert {k: v for k, v in after.items() if k not in strip} == {k: v for k, v in before.items() if k not in strip}
+
+
+def test_content_hash_ignores_where_the_root_lies(tiny_dataset, tmp_path):
+    import shutil
+
+    args = ("Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4)
+    here = prepare_device(tiny_dataset, *args)["data_hash"]
+    moved = shutil.copytree(tiny_dataset, tmp_path / "elsewhere" / "root")
+    there = prepare_device(moved, *args)["data_hash"]
+    assert here == there
+    # a renamed passage (same bytes) is a different dataset
+    for split_dir in (moved / "Fake-Drive" / "test").iterdir():
+        for f in split_dir.iterdir():
+            f.rename(f.with_name(f.name.replace("test-a", "test-b")))
+    dry = moved / "DRY-with-markers" / "test" / "test-a.input.wav"
+    dry.rename(dry.with_name("test-b.input.wav"))
+    assert prepare_device(moved, *args)["data_hash"]["sha256"] != here["sha256"]
