@@ -53,7 +53,8 @@ def test_dvc_repro_then_exp_run_other_variant(tmp_path):
     work = tmp_path / "repo"
     work.mkdir()
     _copy_repo(work)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+    # PYTHONPATH: the copy's own nablafx, not the editable install of this checkout
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(work),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"].update(max_steps=4, batch_size=2, chunk_seconds=0.5, val_every_n_steps=2)
