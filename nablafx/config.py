@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from nablafx.registry import ConfigError
+from nablafx.errors import ConfigError
 
 
 @dataclass
@@ -110,10 +110,20 @@ def data_config(params: dict) -> DataConfig:
     return _section(DataConfig, params.get("data"), "data")
 
 
+def check_loss_weights(weights: dict, key: str = "train.loss") -> None:
+    from nablafx.metrics import LOSS_TERMS  # lazily: reading params needs no torch
+
+    if not weights:
+        raise ConfigError(f"params.yaml: {key}: needs at least one term; known: {', '.join(LOSS_TERMS)}")
+    for name, w in weights.items():
+        if name not in LOSS_TERMS:
+            raise ConfigError(f"params.yaml: {key}.{name}: unknown loss term; known: {', '.join(LOSS_TERMS)}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"params.yaml: {key}.{name}: weight must be a number ≥ 0, got {w!r}")
+
+
 def train_config(params: dict) -> TrainConfig:
     cfg = _section(TrainConfig, params.get("train"), "train")
-    from nablafx.training.losses import check_loss_weights
-
     check_loss_weights(cfg.loss, key="train.loss")
     return cfg
 
