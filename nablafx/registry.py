@@ -22,8 +22,10 @@ _FAMILY_MODULES = ("nablafx.models",)
 
 # keys of a variant spec that configure training, not the model (read by nablafx.training.train)
 TRAINING_KEYS = ("lr",)
+# top-level params.yaml keys read here (the other sections: nablafx.config.SECTIONS)
+PARAMS_KEYS = ("model", "aliases", "variants")
 
-__all__ = ["ConfigError", "TRAINING_KEYS", "build_model", "families", "register", "resolve_variant"]
+__all__ = ["ConfigError", "PARAMS_KEYS", "TRAINING_KEYS", "build_model", "families", "register", "resolve_variant"]
 
 
 def register(name: str):
@@ -49,9 +51,16 @@ def resolve_variant(params: dict, name: str | None = None) -> tuple[str, dict]:
     variants = params.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise ConfigError("expected a non-empty mapping of variant name → spec", "variants", PARAMS_FILE)
-    aliases = params.get("aliases") or {}
+    if "aliases" not in params:
+        raise ConfigError("missing; expected a mapping of bare name → variant name ({} for none)", "aliases",
+                          PARAMS_FILE)
+    aliases = params["aliases"]
     if not isinstance(aliases, dict):
         raise ConfigError(f"expected a mapping of bare name → variant name, got {aliases!r}", "aliases", PARAMS_FILE)
+    for alias, target in aliases.items():
+        if target not in variants:
+            raise ConfigError(f"unknown variant {target!r}; known: {', '.join(sorted(variants))}",
+                              f"aliases.{alias}", PARAMS_FILE)
     if name is None:
         name = params.get("model")
     if not isinstance(name, str) or not name:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.config import check_loss_weights
+from nablafx.config import TrainConfig, check_setting
 from nablafx.metrics import SPECTRAL_TERMS, TIME_TERMS, pre_emphasis
 
 
@@ -20,8 +20,7 @@ class WeightedLoss(nn.Module):
 
     def __init__(self, weights: dict, sample_rate: int = 48000, pre_emphasis: float = 0.0):
         super().__init__()
-        check_loss_weights(weights)
-        self.weights = {k: float(v) for k, v in weights.items()}
+        self.weights = check_setting(TrainConfig, "loss", weights)
         self.pre_emphasis = pre_emphasis
         self.spectral = nn.ModuleDict({name: build(sample_rate) for name, build in SPECTRAL_TERMS.items()
                                        if name in self.weights})

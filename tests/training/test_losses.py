@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nablafx import metrics
+from nablafx.errors import ConfigError
 from nablafx.metrics import pre_emphasis
 from nablafx.training.losses import WeightedLoss
 
@@ -25,3 +26,14 @@ def test_spectral_terms_blind_to_polarity_time_terms_not():
     _, terms = WeightedLoss({"l1": 1.0, "mrstft": 1.0, "melstft": 1.0})(-y, y)
     assert float(terms["mrstft"]) < 1e-3 and float(terms["melstft"]) < 1e-3
     assert float(terms["l1"]) > 1.0
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"l3": 1.0}, r"params\.yaml: train\.loss\.l3: unknown loss term 'l3'; known: l1, mse, esr, dc, mrstft, melstft"),
+    ({"l1": -1.0}, r"params\.yaml: train\.loss\.l1: must be ≥ 0, got -1\.0"),
+    ({"l1": "one"}, r"params\.yaml: train\.loss\.l1: expected float, got 'one'"),
+    ({}, r"params\.yaml: train\.loss: must not be empty"),
+])
+def test_bad_weights_are_config_errors(weights, message):
+    with pytest.raises(ConfigError, match=message):
+        WeightedLoss(weights)
