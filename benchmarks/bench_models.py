@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nablafx.config import load_params  # noqa: E402
 from nablafx.provenance import write_results  # noqa: E402
 from nablafx.registry import build_model  # noqa: E402
 
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
                     help="output path without extension ('' to only print)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    variants = yaml.safe_load(Path(args.params).read_text())["variants"]
+    variants = load_params(args.params)["variants"]
     names = args.variants or [n for n, s in variants.items() if s.get("family") in FAMILIES]
     load_before = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = []

@@ -26,14 +26,14 @@ DEFAULT_VARIANTS = ["lstm-32", "tcn-45", "tcn-250", "tcn-250-tvf", "gcn-250-film
 
 def one(variant: str, device: str, precision: str, batch: int, seconds: float, steps: int, threads: int) -> dict:
     import torch
-    import yaml
 
+    from nablafx.config import load_params
     from nablafx.registry import build_model, resolve_variant
     from nablafx.training.losses import WeightedLoss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params(ROOT / "params.yaml")
     _, spec = resolve_variant(params, variant)
     model = build_model(spec, n_knobs=2).to(device)
     loss_fn = WeightedLoss({"l1": 0.5, "mrstft": 0.5}).to(device)

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nablafx.config import load_params  # noqa: E402
 from nablafx.nn.rational import Rational  # noqa: E402
 from nablafx.provenance import write_results  # noqa: E402
 from nablafx.registry import build_model  # noqa: E402
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         print("no CUDA device")
         return 1
     dev = torch.device("cuda")
-    variants = yaml.safe_load(Path(args.params).read_text())["variants"]
+    variants = load_params(args.params)["variants"]
     names = args.variants or [n for n, s in variants.items() if s.get("family") in ("lstm", "tcn", "gcn", "s4")]
     xr = torch.linspace(-4, 4, 801)
     rational_err = float((Rational().to(dev)(xr.to(dev)).cpu() - Rational()(xr)).abs().max())

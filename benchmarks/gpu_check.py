@@ -39,8 +39,8 @@ def score(model, index) -> dict:
 
 def main(argv=None):
     import torch
-    import yaml
 
+    from nablafx.config import load_params
     from nablafx.data.prepare import prepare_device
     from nablafx.export import load_model
     from nablafx.training.train import run_training
@@ -56,7 +56,7 @@ def main(argv=None):
     out = Path(args.out)
     work = Path("/tmp/nablafx_gpu")
     work.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params(ROOT / "params.yaml")
     d = params["data"]
     index = prepare_device(ROOT / d["root"], d["device"], d["dry_dir"], d["sample_rate"], d["val_seconds"],
                            d["guard_seconds"], d["max_latency_samples"])

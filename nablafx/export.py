@@ -34,7 +34,8 @@ def load_model(model_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Mod
     config = yaml.safe_load(cfg_path.read_text())
     spec = dict(config["spec"])
     n_knobs = config["n_knobs"]
-    model = build_model(spec, n_knobs=config.get("data_n_knobs", n_knobs), sample_rate=config["sample_rate"])
+    model = build_model(spec, n_knobs=config.get("data_n_knobs", n_knobs), sample_rate=config["sample_rate"],
+                        key="spec", file=str(cfg_path))
     model.load_state_dict(torch.load(model_dir / "model.pt", map_location=map_location, weights_only=True))
     model.eval()
     return model, config

@@ -15,24 +15,17 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
-
-from nablafx.registry import ConfigError, build_model, resolve_variant
+from nablafx.config import data_config, load_params
+from nablafx.errors import ConfigError
+from nablafx.registry import build_model, resolve_variant
 
 BEGIN, END = "<!-- variants:begin -->", "<!-- variants:end -->"
-
-
-def load_params(path: str | Path = "params.yaml") -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such params file")
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def describe(params: dict, name: str, n_knobs: int = 3, sample_rate: int | None = None) -> dict:
     """Build the variant and report its facts as a dict."""
     variant, spec = resolve_variant(params, name)
-    sr = int(sample_rate or (params.get("data") or {}).get("sample_rate", 48000))
+    sr = int(sample_rate or data_config(params).sample_rate)
     model = build_model(spec, n_knobs=n_knobs, sample_rate=sr, key=f"variants.{variant}")
     rf = model.receptive_field
     core = getattr(model, "core_receptive_field", None)

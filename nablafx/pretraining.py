@@ -24,15 +24,18 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from nablafx.config import data_config, read_section, section, setting
 from nablafx.dsp import biquad
 from nablafx.dsp.filters import freqz, fsm_impulse_response
 from nablafx.dsp.nonlinear import CURVES
+from nablafx.errors import PARAMS_FILE, ConfigError
 from nablafx.processors import build_processor
+from nablafx.registry import resolve_variant
 
 SUMMARY = "summary.json"
 NONLINEAR_TYPES = ("mlp", "rational")
@@ -40,33 +43,22 @@ FIR_TYPES = ("fir",)
 FIR_FLOOR = 1e-3  # −60 dB: magnitude floor of FIR targets (a short FIR cannot reach a biquad's zeros)
 
 
+@section("pretrain")
 @dataclass
 class PretrainSettings:
-    steps: int = 1000
-    lr: float = 0.01  # Adam learning rate for nonlinearities
-    fir_lr: float = 1e-4  # Adam learning rate refining FIR taps (they start at the FSM design)
-    x_range: float = 3.0  # nonlinearities are fitted on [−x_range, x_range]
-    n_points: int = 1024
-    n_fft: int = 2048  # FIR responses are fitted on n_fft // 2 + 1 bins
-    seed: int = 0
+    """params.yaml ``pretrain:``."""
 
-    @classmethod
-    def from_params(cls, section: dict | None, key: str = "pretrain") -> PretrainSettings:
-        section = dict(section or {})
-        known = {f.name: f.type for f in fields(cls)}
-        for name, value in section.items():
-            if name not in known:
-                raise ValueError(f"{key}.{name}: unknown setting; known: {', '.join(known)}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{key}.{name}: expected a number, got {value!r}")
-        out = cls(**section)
-        for name in ("steps", "n_points", "n_fft"):
-            setattr(out, name, int(getattr(out, name)))
-            if getattr(out, name) < 1:
-                raise ValueError(f"{key}.{name}: must be ≥ 1")
-        if out.lr <= 0 or out.fir_lr <= 0 or out.x_range <= 0:
-            raise ValueError(f"{key}: lr, fir_lr and x_range must be > 0")
-        return out
+    seed: int = setting()
+    steps: int = setting(ge=1)  # Adam steps per processor
+    lr: float = setting(gt=0)  # Adam learning rate for nonlinearities
+    fir_lr: float = setting(gt=0)  # Adam learning rate refining FIR taps (they start at the FSM design)
+    x_range: float = setting(gt=0)  # nonlinearities are fitted on [−x_range, x_range]
+    n_points: int = setting(ge=1)
+    n_fft: int = setting(ge=1)  # FIR responses are fitted on n_fft // 2 + 1 bins
+
+
+def pretrain_config(params: dict) -> PretrainSettings:
+    return read_section(params, PretrainSettings)
 
 
 def _target_spec(proc_type: str, target, key: str) -> dict:
@@ -75,24 +67,27 @@ def _target_spec(proc_type: str, target, key: str) -> dict:
         if isinstance(target, str):
             target = {"curve": target}
         if not isinstance(target, dict) or "curve" not in target:
-            raise ValueError(f"{key}: expected a curve name or {{curve: name}}, got {target!r}")
+            raise ConfigError(f"expected a curve name or {{curve: name}}, got {target!r}", key, PARAMS_FILE)
         extra = set(target) - {"curve", "x_range"}
         if extra:
-            raise ValueError(f"{key}.{sorted(extra)[0]}: unknown key; allowed: curve, x_range")
+            raise ConfigError("unknown key; allowed: curve, x_range", f"{key}.{sorted(extra)[0]}", PARAMS_FILE)
         if target["curve"] not in CURVES:
-            raise ValueError(f"{key}.curve: unknown curve {target['curve']!r}; known: {', '.join(CURVES)}")
+            raise ConfigError(f"unknown curve {target['curve']!r}; known: {', '.join(CURVES)}", f"{key}.curve",
+                              PARAMS_FILE)
         return dict(target)
     if proc_type in FIR_TYPES:
         if not isinstance(target, dict) or "response" not in target:
-            raise ValueError(f"{key}: expected {{response: kind, cutoff_hz: ..., q: ..., gain_db: ...}}")
+            raise ConfigError("expected {response: kind, cutoff_hz: ..., q: ..., gain_db: ...}", key, PARAMS_FILE)
         extra = set(target) - {"response", "cutoff_hz", "q", "gain_db"}
         if extra:
-            raise ValueError(f"{key}.{sorted(extra)[0]}: unknown key; allowed: response, cutoff_hz, q, gain_db")
+            raise ConfigError("unknown key; allowed: response, cutoff_hz, q, gain_db", f"{key}.{sorted(extra)[0]}",
+                              PARAMS_FILE)
         if target["response"] not in biquad.KINDS:
-            raise ValueError(f"{key}.response: unknown {target['response']!r}; known: {', '.join(biquad.KINDS)}")
+            raise ConfigError(f"unknown {target['response']!r}; known: {', '.join(biquad.KINDS)}", f"{key}.response",
+                              PARAMS_FILE)
         return {"cutoff_hz": 1000.0, "q": 0.7071, "gain_db": 0.0, **target}
-    raise ValueError(f"{key}: processor {proc_type!r} cannot be pretrained; "
-                     f"pretrainable: {', '.join(NONLINEAR_TYPES + FIR_TYPES)}")
+    raise ConfigError(f"processor {proc_type!r} cannot be pretrained; "
+                      f"pretrainable: {', '.join(NONLINEAR_TYPES + FIR_TYPES)}", key, PARAMS_FILE)
 
 
 def pretrain_entries(processors: list, key: str = "processors") -> list[tuple[int, dict, dict]]:
@@ -184,7 +179,10 @@ def pretrain_variant(variant: str, spec: dict, settings: PretrainSettings, sampl
         return weights, summary
     for index, pspec, target in pretrain_entries(spec.get("processors"), f"{key}.processors"):
         torch.manual_seed(settings.seed + index)
-        proc = build_processor(pspec, sample_rate, f"{key}.processors[{index}]")
+        try:
+            proc = build_processor(pspec, sample_rate, f"processors[{index}]")
+        except ConfigError as err:
+            raise err.under(key, PARAMS_FILE) from err
         if pspec["type"] in NONLINEAR_TYPES:
             metrics = fit_nonlinearity(proc, target, settings)
         else:
@@ -263,16 +261,11 @@ def run_pretraining(params: dict, out_dir: str | os.PathLike, variant: str | Non
     """The pretrain stage: pretrain what params.yaml's model (or ``variant``) asks for, write ``out_dir``.
 
     Every check runs before anything is written; configuration errors are ``ConfigError`` naming the
-    params.yaml key.  Returns the summary.
+    params.yaml key (any other exception is a bug and keeps its traceback).  Returns the summary.
     """
-    from nablafx.registry import ConfigError, resolve_variant
-
     name, spec = resolve_variant(params, variant)
-    try:
-        settings = PretrainSettings.from_params(params.get("pretrain"))
-        sample_rate = int((params.get("data") or {}).get("sample_rate", 48000))
-        weights, summary = pretrain_variant(name, spec, settings, sample_rate)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(str(err)) from err
+    settings = pretrain_config(params)
+    sample_rate = data_config(params).sample_rate
+    weights, summary = pretrain_variant(name, spec, settings, sample_rate)
     save_pretrained(out_dir, weights, summary)
     return summary

@@ -8,8 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nablafx.data.audio import DatasetError
-from nablafx.registry import ConfigError
+from nablafx.errors import ConfigError, DatasetError
 
 USER_ERRORS = (DatasetError, ConfigError, FileNotFoundError, FloatingPointError)
 

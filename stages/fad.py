@@ -6,8 +6,8 @@ import sys
 import time
 
 from nablafx.config import data_config, load_params
+from nablafx.data.index import load_index
 from nablafx.evaluation.fad import PACKAGE_EMBEDDINGS, fad_config, fad_report, skipped_details
-from nablafx.training.train import load_index
 from nablafx.utils import run_stage, write_json
 
 

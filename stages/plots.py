@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from nablafx.data.index import load_index
 from nablafx.plotting.report import example_figure, loss_figure, write_report
-from nablafx.training.train import load_index
 from nablafx.utils import run_stage, write_text_atomic
 
 

@@ -6,10 +6,10 @@ import sys
 import pandas as pd
 
 from nablafx.config import data_config, load_params, test_config
+from nablafx.data.index import load_index
+from nablafx.errors import ConfigError
 from nablafx.evaluation.evaluate import evaluate
 from nablafx.export import load_model
-from nablafx.registry import ConfigError
-from nablafx.training.train import load_index
 from nablafx.utils import run_stage, write_json, write_text_atomic
 
 

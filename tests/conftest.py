@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 
+from nablafx.config import load_params
+
 SR = 48000
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def params_with(**sections) -> dict:
+    """The repository's params.yaml with ``sections`` laid over it: a mapping given for a params
+    section (data, train, fad, …) updates that section key by key; model / aliases / variants
+    are replaced whole.  Every setting lives in params.yaml, so tests start from it."""
+    params = copy.deepcopy(load_params(REPO_PARAMS))
+    for name, value in sections.items():
+        if name in ("model", "aliases", "variants") or not isinstance(value, dict):
+            params[name] = copy.deepcopy(value)
+        else:
+            params[name] = {**params[name], **copy.deepcopy(value)}
+    return params
 
 
 def _write(path, data, sr=SR):

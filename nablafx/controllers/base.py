@@ -16,6 +16,8 @@ import inspect
 import torch
 from torch import nn
 
+from nablafx.errors import ConfigError, required_options
+
 
 def logit(p: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     p = p.clamp(eps, 1 - eps)
@@ -31,8 +33,8 @@ class Controller(nn.Module):
         self.n_params = n_params
         self.n_knobs = n_knobs if self.uses_knobs else 0
         if self.uses_knobs and n_knobs < 1:
-            raise ValueError(f"{self.type_name} controller needs knobs, but the data has none "
-                             "(use a non-conditional controller)")
+            raise ConfigError(f"{self.type_name} controller needs knobs, but the data has none "
+                              "(use a non-conditional controller)")
         if defaults is None:
             defaults = torch.full((n_params,), 0.5)
         self.register_buffer("_defaults", torch.as_tensor(defaults, dtype=torch.float32).reshape(n_params),
@@ -66,19 +68,22 @@ def build_controller(spec, n_params: int, n_knobs: int, defaults: torch.Tensor, 
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict):
-        raise ValueError(f"{key}: expected a controller name or mapping, got {spec!r}")
+        raise ConfigError(f"expected a controller name or mapping, got {spec!r}", key=key)
     options = {k: v for k, v in spec.items() if k != "type"}
     kind = spec.get("type")
     if kind not in CONTROLLERS:
-        raise ValueError(f"{key}.type: unknown controller {kind!r}; known: {', '.join(sorted(CONTROLLERS))}")
+        raise ConfigError(f"unknown controller {kind!r}; known: {', '.join(sorted(CONTROLLERS))}", key=f"{key}.type")
     cls = CONTROLLERS[kind]
     allowed = [p for p in inspect.signature(cls.__init__).parameters
                if p not in ("self", "n_params", "n_knobs", "defaults")]
     for name in options:
         if name not in allowed:
-            raise ValueError(f"{key}.{name}: unknown option for controller {kind!r}; allowed: "
-                             f"{', '.join(allowed) or '(none)'}")
+            raise ConfigError(f"unknown option for controller {kind!r}; allowed: {', '.join(allowed) or '(none)'}",
+                              key=f"{key}.{name}")
+    for name in required_options(cls.__init__, skip=("self", "n_params", "n_knobs", "defaults")):
+        if name not in options:
+            raise ConfigError(f"missing; required by controller {kind!r}", key=f"{key}.{name}")
     try:
         return cls(n_params=n_params, n_knobs=n_knobs, defaults=defaults, **options)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{key}: {err}") from err
+    except ConfigError as err:  # an option error; anything else is a bug and keeps its traceback
+        raise err.under(key) from err

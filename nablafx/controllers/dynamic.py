@@ -18,6 +18,7 @@ from torch import nn
 
 from nablafx.controllers.base import Controller, logit, register_controller
 from nablafx.dsp.gain import amplitude_to_db
+from nablafx.errors import ConfigError
 
 
 @register_controller("dynamic")
@@ -28,7 +29,7 @@ class DynamicController(Controller):
                  num_layers: int = 1):
         super().__init__(n_params, n_knobs, defaults)
         if hop < 1 or hidden < 1 or num_layers < 1:
-            raise ValueError(f"hop, hidden and num_layers must be ≥ 1, got {hop}, {hidden}, {num_layers}")
+            raise ConfigError(f"hop, hidden and num_layers must be ≥ 1, got {hop}, {hidden}, {num_layers}")
         self.hop = hop
         self.hidden = hidden
         self.num_layers = num_layers

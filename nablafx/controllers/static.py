@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nablafx.controllers.base import Controller, logit, register_controller
+from nablafx.errors import ConfigError
 
 
 @register_controller("static")
@@ -34,7 +35,7 @@ class StaticCondController(Controller):
     def __init__(self, n_params: int, n_knobs: int = 0, defaults=None, hidden: int = 16, layers: int = 2):
         super().__init__(n_params, n_knobs, defaults)
         if hidden < 1 or layers < 0:
-            raise ValueError(f"hidden must be ≥ 1 and layers ≥ 0, got {hidden}, {layers}")
+            raise ConfigError(f"hidden must be ≥ 1 and layers ≥ 0, got {hidden}, {layers}")
         mods: list[nn.Module] = []
         width = self.n_knobs
         for _ in range(layers):

@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from nablafx.errors import DatasetError
+
 AUDIO_SUFFIXES = (".wav", ".flac")
-
-
-class DatasetError(ValueError):
-    """Bad dataset content; the message starts with the offending file or folder."""
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:

@@ -1,1 +1,1 @@
-"""Metrics, test-set evaluation, and (later) FAD and cost."""
+"""Test-set evaluation, loudness, FAD and cost (the metrics themselves: ``nablafx.metrics``)."""

@@ -28,65 +28,38 @@ Timings move ±30 % with machine load.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nablafx.registry import ConfigError
-
-DEFAULT_FRAME_SIZES = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+from nablafx.config import read_section, section, setting
 
 
 # --------------------------------------------------------------------------- configuration
+@section("cost")
 @dataclass
 class CostConfig:
     """params.yaml ``cost:``."""
 
-    frame_sizes: list = field(default_factory=lambda: list(DEFAULT_FRAME_SIZES))
-    audio_seconds: float = 2.0  # audio streamed per frame size, and processed offline
-    max_seconds_per_size: float = 3.0  # wall-clock cap per frame size (slow models stop early)
-    mac_seconds: float = 1.0  # audio for the MAC count (reported per second)
-    repeats: int = 3  # offline RTF: best of
-    threads: int = 1
-    seed: int = 0
+    frame_sizes: list[int] = setting(gt=0, nonempty=True)  # streaming frame sizes (samples)
+    audio_seconds: float = setting(gt=0)  # audio streamed per frame size, and processed offline
+    max_seconds_per_size: float = setting(gt=0)  # wall-clock cap per frame size (slow models stop early)
+    mac_seconds: float = setting(gt=0)  # audio for the MAC count (reported per second)
+    repeats: int = setting(ge=1)  # offline RTF: best of
+    threads: int = setting(ge=1)
+    seed: int = setting()
 
 
 def cost_config(params: dict) -> CostConfig:
-    """Validate params.yaml ``cost:`` (missing section → defaults); errors name the key."""
-    raw = params.get("cost")
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params.yaml: cost: must be a mapping, got {type(raw).__name__}")
-    names = [f.name for f in dataclasses.fields(CostConfig)]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(f"params.yaml: cost.{key}: unknown key; known: {', '.join(names)}")
-    cfg = CostConfig(**raw)
-    fs = cfg.frame_sizes
-    if not isinstance(fs, list) or not fs or not all(_is_int(f) and f >= 1 for f in fs):
-        raise ConfigError(f"params.yaml: cost.frame_sizes: expected a non-empty list of integers ≥ 1, got {fs!r}")
-    for name in ("audio_seconds", "max_seconds_per_size", "mac_seconds"):
-        v = getattr(cfg, name)
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
-            raise ConfigError(f"params.yaml: cost.{name}: must be a number > 0, got {v!r}")
-    for name in ("repeats", "threads"):
-        if not (_is_int(getattr(cfg, name)) and getattr(cfg, name) >= 1):
-            raise ConfigError(f"params.yaml: cost.{name}: must be an integer ≥ 1, got {getattr(cfg, name)!r}")
-    if not _is_int(cfg.seed):
-        raise ConfigError(f"params.yaml: cost.seed: expected an integer, got {cfg.seed!r}")
-    return cfg
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """Validate params.yaml ``cost:``; errors name the key."""
+    return read_section(params, CostConfig)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -275,9 +248,8 @@ def rtf_streaming(model: nn.Module, sample_rate: int, frame: int, seconds: float
     return audio / max(elapsed, 1e-9), audio
 
 
-def measure_cost(model: nn.Module, sample_rate: int, cfg: CostConfig | None = None) -> dict:
+def measure_cost(model: nn.Module, sample_rate: int, cfg: CostConfig) -> dict:
     """Parameters, MACs per second of audio and real-time factors of ``model`` (see module doc)."""
-    cfg = cfg or CostConfig()
     model = model.eval()
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)

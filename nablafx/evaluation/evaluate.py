@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nablafx import metrics
 from nablafx.data.audio import read_audio, write_audio
-from nablafx.evaluation import metrics
 from nablafx.evaluation.loudness import integrated_loudness as loudness_lufs
 from nablafx.streaming import process_in_blocks
 
@@ -21,9 +21,7 @@ from nablafx.streaming import process_in_blocks
 def evaluate(model, index: dict, pred_dir: str | Path | None = None, block_seconds: float = 0.0) -> dict:
     sr = index["sample_rate"]
     items = [i for i in index["items"] if i["split"] == "test"]
-    from nablafx.training.losses import melstft_loss, mrstft_loss
-
-    stft, mel = mrstft_loss(), melstft_loss(sr)
+    stft, mel = metrics.mrstft_loss(), metrics.melstft_loss(sr)
     rows = []
     dry_cache: dict[str, np.ndarray] = {}
     sq_err = sq_tgt = abs_err = 0.0

@@ -31,8 +31,6 @@ hop doubles the embedding time; ``crepe_full`` is ~15× slower than ``crepe_tiny
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import os
 import socket
 import sys
@@ -40,15 +38,16 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import torch
 
-from nablafx.data.audio import DatasetError, read_audio
-from nablafx.registry import ConfigError
+from nablafx.config import read_section, section, setting
+from nablafx.data.audio import read_audio
+from nablafx.errors import DatasetError
 
 # Importing frechet_audio_distance loads laion_clap, which asks the Hugging Face hub for a
 # tokenizer and hangs ~11 min offline unless these are set *before* the import.
@@ -91,50 +90,22 @@ KNOWN_EMBEDDINGS = (*CREPE_CAPACITIES, *PACKAGE_EMBEDDINGS)
 
 
 # --------------------------------------------------------------------------- configuration
+@section("fad")
 @dataclass
 class FADConfig:
     """params.yaml ``fad:``."""
 
-    embeddings: list = field(default_factory=lambda: ["crepe_tiny", "vggish", "pann", "clap"])
-    ckpt_dir: str = "artifacts/fad_ckpt"  # checkpoints placed by hand for vggish / pann / clap
-    hop_ms: float = 20.0  # CREPE frame hop
-    silence_db: float | None = -60.0  # CREPE frames below this RMS (dBFS) are dropped; null keeps all
-    batch_frames: int = 512  # CREPE frames per forward pass (memory ~ 70 MB per 512 for tiny)
-    dry_baseline: bool = True  # also FAD(dry input, targets): the score of a model that does nothing
+    embeddings: list[str] = setting(choices=KNOWN_EMBEDDINGS, what="embedding", nonempty=True)
+    ckpt_dir: str = setting()  # checkpoints placed by hand for vggish / pann / clap
+    hop_ms: float = setting(gt=0)  # CREPE frame hop
+    silence_db: float | None = setting()  # CREPE frames below this RMS (dBFS) are dropped; null keeps all
+    batch_frames: int = setting(ge=1)  # CREPE frames per forward pass (memory ~ 70 MB per 512 for tiny)
+    dry_baseline: bool = setting()  # also FAD(dry input, targets): the score of a model that does nothing
 
 
 def fad_config(params: dict) -> FADConfig:
-    """Validate params.yaml ``fad:`` (missing section → defaults); errors name the key."""
-    raw = params.get("fad")
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params.yaml: fad: must be a mapping, got {type(raw).__name__}")
-    names = [f.name for f in dataclasses.fields(FADConfig)]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(f"params.yaml: fad.{key}: unknown key; known: {', '.join(names)}")
-    cfg = FADConfig(**raw)
-    emb = cfg.embeddings
-    if not isinstance(emb, list) or not emb or not all(isinstance(e, str) for e in emb):
-        raise ConfigError(f"params.yaml: fad.embeddings: expected a non-empty list of names, got {emb!r}")
-    for e in emb:
-        if e not in KNOWN_EMBEDDINGS:
-            raise ConfigError(f"params.yaml: fad.embeddings: unknown embedding {e!r}; known: {', '.join(KNOWN_EMBEDDINGS)}")
-    if not isinstance(cfg.ckpt_dir, str) or not cfg.ckpt_dir:
-        raise ConfigError(f"params.yaml: fad.ckpt_dir: expected a folder path, got {cfg.ckpt_dir!r}")
-    if not _is_number(cfg.hop_ms) or cfg.hop_ms <= 0:
-        raise ConfigError(f"params.yaml: fad.hop_ms: must be a number > 0, got {cfg.hop_ms!r}")
-    if cfg.silence_db is not None and not _is_number(cfg.silence_db):
-        raise ConfigError(f"params.yaml: fad.silence_db: expected a number (dBFS) or null, got {cfg.silence_db!r}")
-    if not isinstance(cfg.batch_frames, int) or isinstance(cfg.batch_frames, bool) or cfg.batch_frames < 1:
-        raise ConfigError(f"params.yaml: fad.batch_frames: must be an integer ≥ 1, got {cfg.batch_frames!r}")
-    if not isinstance(cfg.dry_baseline, bool):
-        raise ConfigError(f"params.yaml: fad.dry_baseline: expected true or false, got {cfg.dry_baseline!r}")
-    return cfg
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """Validate params.yaml ``fad:``; errors name the key."""
+    return read_section(params, FADConfig)
 
 
 # --------------------------------------------------------------------------- the distance

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from nablafx.errors import ConfigError
 from nablafx.streaming import StreamingModel
 
 
 def check_positive(**values) -> None:
-    """Raise ValueError naming the first option that is not an integer ≥ 1."""
+    """Raise ConfigError naming the first option that is not an integer ≥ 1."""
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be an integer ≥ 1, got {value!r}")
+            raise ConfigError(f"must be an integer ≥ 1, got {value!r}", key=key)
 
 
 def dilated_receptive_field(kernel_size: int, dilations: list[int]) -> int:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from nablafx.controllers import build_controller
+from nablafx.errors import ConfigError
 from nablafx.processors import build_processor
 from nablafx.registry import register
 from nablafx.streaming import StreamingModel
@@ -37,7 +38,7 @@ class GrayBoxModel(StreamingModel):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, processors: list | tuple = ()):
         super().__init__()
         if not isinstance(processors, (list, tuple)) or not processors:
-            raise ValueError("processors: expected a non-empty list of processor specs")
+            raise ConfigError("expected a non-empty list of processor specs", key="processors")
         self.sample_rate = sample_rate
         self.specs = [dict(s) if isinstance(s, dict) else s for s in processors]
         self.processors = nn.ModuleList()
@@ -48,15 +49,15 @@ class GrayBoxModel(StreamingModel):
             ctrl_spec = spec.get("controller", "static" if proc.n_params else "none")
             ctrl_type = ctrl_spec if isinstance(ctrl_spec, str) else (ctrl_spec or {}).get("type")
             if proc.n_params == 0 and ctrl_type != "none":
-                raise ValueError(f"{key}.controller: processor {spec['type']!r} has no control parameters; "
-                                 "use 'none' or leave the controller out")
+                raise ConfigError(f"processor {spec['type']!r} has no control parameters; "
+                                  "use 'none' or leave the controller out", key=f"{key}.controller")
             if proc.n_params > 0 and ctrl_type == "none":
-                raise ValueError(f"{key}.controller: processor {spec['type']!r} has {proc.n_params} control "
-                                 "parameters and needs a controller (static, static-cond, dynamic, dynamic-cond)")
+                raise ConfigError(f"processor {spec['type']!r} has {proc.n_params} control parameters and needs a "
+                                  "controller (static, static-cond, dynamic, dynamic-cond)", key=f"{key}.controller")
             ctrl = build_controller(ctrl_spec, proc.n_params, n_knobs, proc.default_params(), key=f"{key}.controller")
             if ctrl.time_varying and not proc.supports_time_varying:
-                raise ValueError(f"{key}.controller: processor {spec['type']!r} cannot follow time-varying "
-                                 f"parameters; use static or static-cond")
+                raise ConfigError(f"processor {spec['type']!r} cannot follow time-varying parameters; "
+                                  "use static or static-cond", key=f"{key}.controller")
             self.processors.append(proc)
             self.controllers.append(ctrl)
         self.n_knobs = n_knobs if any(c.uses_knobs for c in self.controllers) else 0

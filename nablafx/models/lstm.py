@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nablafx.errors import ConfigError
 from nablafx.models._common import forward_in_segments
 from nablafx.registry import register
 from nablafx.streaming import StreamingModel
@@ -21,9 +22,9 @@ class LSTMModel(StreamingModel):
                  num_layers: int = 1, residual: bool = True, cond: str = "concat"):
         super().__init__()
         if hidden_size < 1:
-            raise ValueError(f"hidden_size must be ≥ 1, got {hidden_size}")
+            raise ConfigError(f"must be ≥ 1, got {hidden_size}", key="hidden_size")
         if cond not in ("concat", "none"):
-            raise ValueError(f"cond: unknown conditioning {cond!r} for lstm; known: concat, none")
+            raise ConfigError(f"unknown conditioning {cond!r} for lstm; known: concat, none", key="cond")
         self.n_knobs = n_knobs if cond == "concat" else 0
         self.sample_rate = sample_rate
         self.hidden_size = hidden_size

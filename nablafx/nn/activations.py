@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from nablafx.errors import ConfigError
 from nablafx.nn.rational import Rational
 
 
@@ -24,5 +25,5 @@ ACTIVATIONS = {
 def make_activation(name: str, channels: int) -> nn.Module:
     """Build the activation ``name`` for a layer of ``channels`` channels (PReLU: one slope each)."""
     if name not in ACTIVATIONS:
-        raise ValueError(f"activation: unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
+        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}", key="activation")
     return ACTIVATIONS[name](channels)

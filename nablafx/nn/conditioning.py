@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nablafx.errors import ConfigError
 from nablafx.nn.film import FiLM, KnobEmbedding
 from nablafx.nn.tfilm import TFiLM
 from nablafx.nn.tvfilm import TVFiLM, TVFiLMController
@@ -26,7 +27,7 @@ TIME_VARYING = ("tfilm", "tinytfilm", "tvfilm")
 
 def check_cond(kind: str, family: str) -> None:
     if kind not in COND_KINDS:
-        raise ValueError(f"cond: unknown conditioning {kind!r} for {family}; known: {', '.join(COND_KINDS)}")
+        raise ConfigError(f"unknown conditioning {kind!r} for {family}; known: {', '.join(COND_KINDS)}", key="cond")
 
 
 class _NoMod(nn.Module):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nablafx.errors import ConfigError
+
 # (numerator a_0..a_5, denominator b_1..b_4): fits of each function on [-3, 3], version A, degrees 5/4.
 RATIONAL_INITS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "leaky_relu": (
@@ -82,9 +84,9 @@ class Rational(nn.Module):
     def __init__(self, init: str = "leaky_relu", degrees: tuple[int, int] = (5, 4)):
         super().__init__()
         if init not in RATIONAL_INITS:
-            raise ValueError(f"rational init: unknown function {init!r}; known: {', '.join(sorted(RATIONAL_INITS))}")
+            raise ConfigError(f"unknown function {init!r}; known: {', '.join(sorted(RATIONAL_INITS))}", key="init")
         if tuple(degrees) != (5, 4):
-            raise ValueError(f"rational degrees: only (5, 4) have initial fits, got {tuple(degrees)}")
+            raise ConfigError(f"only (5, 4) have initial fits, got {tuple(degrees)}", key="degrees")
         num, den = RATIONAL_INITS[init]
         self.init = init
         self.numerator = nn.Parameter(torch.tensor(num, dtype=torch.float32))

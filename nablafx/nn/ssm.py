@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from nablafx.errors import ConfigError
+
 SSM_INITS = ("lin", "inv")
 
 
@@ -36,13 +38,13 @@ class S4D(nn.Module):
                  dt_max: float = 1e-1, chunk: int = 64, fft_above: int = 2048):
         super().__init__()
         if state_dim < 2 or state_dim % 2:
-            raise ValueError(f"state_dim must be an even integer ≥ 2, got {state_dim}")
+            raise ConfigError(f"must be an even integer ≥ 2, got {state_dim}", key="state_dim")
         if init not in SSM_INITS:
-            raise ValueError(f"ssm_init: unknown initialisation {init!r}; known: {', '.join(SSM_INITS)}")
+            raise ConfigError(f"unknown initialisation {init!r}; known: {', '.join(SSM_INITS)}", key="ssm_init")
         if not 0 < dt_min <= dt_max:
-            raise ValueError(f"need 0 < dt_min ≤ dt_max, got {dt_min}, {dt_max}")
+            raise ConfigError(f"need 0 < dt_min ≤ dt_max, got {dt_min}, {dt_max}", key="dt_min")
         if chunk < 1:
-            raise ValueError(f"chunk must be ≥ 1, got {chunk}")
+            raise ConfigError(f"must be ≥ 1, got {chunk}", key="chunk")
         self.channels = channels
         self.modes = n2 = state_dim // 2
         self.chunk = chunk

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nablafx.errors import ConfigError, required_options
+
 
 @dataclass(frozen=True)
 class ParamRange:
@@ -74,10 +76,14 @@ class Processor(nn.Module):
         ranges = dict(ranges)
         for name, bounds in (overrides or {}).items():
             if name not in ranges:
-                raise ValueError(f"ranges.{name}: unknown parameter; known: {', '.join(ranges)}")
-            if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
-                raise ValueError(f"ranges.{name}: expected [min, max], got {bounds!r}")
-            ranges[name] = ranges[name].with_bounds(*bounds)
+                raise ConfigError(f"unknown parameter; known: {', '.join(ranges)}", key=f"ranges.{name}")
+            if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2
+                    and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+                raise ConfigError(f"expected [min, max], got {bounds!r}", key=f"ranges.{name}")
+            try:
+                ranges[name] = ranges[name].with_bounds(*bounds)
+            except ValueError as err:  # ParamRange's own checks (max > min, log scale > 0)
+                raise ConfigError(str(err), key=f"ranges.{name}") from err
         self.param_ranges = ranges
 
     @property
@@ -129,22 +135,26 @@ def register_processor(name: str):
 def build_processor(spec: dict, sample_rate: int, key: str = "processor") -> Processor:
     """Build a processor from ``{type: ..., **options}`` (``controller`` and ``pretrain`` are ignored).
 
-    Errors name ``key`` (e.g. ``processors[2]``) and list the known types or allowed options.
+    Option errors are :class:`ConfigError` naming ``key`` (e.g. ``processors[2]``) and listing the
+    known types or allowed options; any other exception is a bug and propagates unchanged.
     """
     if not isinstance(spec, dict):
-        raise ValueError(f"{key}: expected a mapping with a 'type' key, got {spec!r}")
+        raise ConfigError(f"expected a mapping with a 'type' key, got {spec!r}", key=key)
     options = {k: v for k, v in spec.items() if k not in ("type", "controller", "pretrain")}
     kind = spec.get("type")
     if kind not in PROCESSORS:
-        raise ValueError(f"{key}.type: unknown processor {kind!r}; known: {', '.join(sorted(PROCESSORS))}")
+        raise ConfigError(f"unknown processor {kind!r}; known: {', '.join(sorted(PROCESSORS))}", key=f"{key}.type")
     cls = PROCESSORS[kind]
     params = inspect.signature(cls.__init__).parameters
     allowed = [p for p in params if p not in ("self", "sample_rate")]
     for name in options:
         if name not in allowed:
-            raise ValueError(f"{key}.{name}: unknown option for processor {kind!r}; "
-                             f"allowed: {', '.join(allowed + ['controller', 'pretrain']) }")
+            raise ConfigError(f"unknown option for processor {kind!r}; "
+                              f"allowed: {', '.join(allowed + ['controller', 'pretrain'])}", key=f"{key}.{name}")
+    for name in required_options(cls.__init__, skip=("self", "sample_rate")):
+        if name not in options:
+            raise ConfigError(f"missing; required by processor {kind!r}", key=f"{key}.{name}")
     try:
         return cls(sample_rate=sample_rate, **options)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{key}: {err}") from err
+    except ConfigError as err:
+        raise err.under(key) from err

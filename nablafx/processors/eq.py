@@ -19,6 +19,7 @@ import torch
 from nablafx.dsp import biquad
 from nablafx.dsp.filters import fsm_impulse_response, sos_filter, sos_filter_tv, sos_freqz
 from nablafx.dsp.fir import fir_filter
+from nablafx.errors import ConfigError
 from nablafx.processors.base import ParamRange, Processor, register_processor
 
 _Q = ParamRange(0.1, 10.0, "", "log", default=0.707)
@@ -33,9 +34,9 @@ class BiquadCascade(Processor):
                  method: str = "recursive", n_taps: int = 2048, n_fft: int = 8192, ranges: dict | None = None):
         super().__init__(sample_rate)
         if method not in ("recursive", "fsm"):
-            raise ValueError(f"method: unknown {method!r}; known: recursive, fsm")
+            raise ConfigError(f"unknown {method!r}; known: recursive, fsm", key="method")
         if method == "fsm" and not (0 < n_taps <= n_fft):
-            raise ValueError(f"n_taps ({n_taps}) must be in 1..n_fft ({n_fft})")
+            raise ConfigError(f"{n_taps} must be in 1..n_fft ({n_fft})", key="n_taps")
         self.kinds = tuple(kinds)
         self.method = method
         self.n_taps = n_taps

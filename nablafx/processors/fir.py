@@ -7,6 +7,7 @@ from torch import nn
 
 from nablafx.dsp.filters import freqz
 from nablafx.dsp.fir import fir_filter
+from nablafx.errors import ConfigError
 from nablafx.processors.base import Processor, register_processor
 
 
@@ -19,7 +20,7 @@ class StaticFIR(Processor):
     def __init__(self, sample_rate: int = 48000, n_taps: int = 128):
         super().__init__(sample_rate)
         if n_taps < 1:
-            raise ValueError(f"n_taps must be ≥ 1, got {n_taps}")
+            raise ConfigError(f"must be ≥ 1, got {n_taps}", key="n_taps")
         self.n_taps = n_taps
         taps = torch.zeros(n_taps)
         taps[0] = 1.0

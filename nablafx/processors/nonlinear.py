@@ -15,6 +15,7 @@ from torch import nn
 
 from nablafx.dsp import nonlinear as NL
 from nablafx.dsp.resample import design_kernel, downsample, up_history_len, upsample
+from nablafx.errors import ConfigError
 from nablafx.processors.base import ParamRange, Processor, register_processor
 
 OVERSAMPLING_FACTORS = (1, 2, 4, 8)
@@ -27,8 +28,8 @@ class StaticNonlinearity(Processor):
                  os_phase: str = "minimum"):
         super().__init__(sample_rate)
         if oversample not in OVERSAMPLING_FACTORS:
-            raise ValueError(f"oversample: {oversample!r} not supported; known: "
-                             f"{', '.join(map(str, OVERSAMPLING_FACTORS))}")
+            raise ConfigError(f"{oversample!r} not supported; known: {', '.join(map(str, OVERSAMPLING_FACTORS))}",
+                              key="oversample")
         self.oversample = oversample
         self.os_phase = os_phase
         self.os_taps_per_phase = os_taps_per_phase
@@ -100,7 +101,7 @@ class MLPNonlinearity(StaticNonlinearity):
                  oversample: int = 1, os_taps_per_phase: int = 32, os_phase: str = "minimum"):
         super().__init__(sample_rate, oversample, os_taps_per_phase, os_phase)
         if not hidden or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"hidden: expected a non-empty list of positive widths, got {hidden!r}")
+            raise ConfigError(f"expected a non-empty list of positive widths, got {hidden!r}", key="hidden")
         layers: list[nn.Module] = []
         width = 1
         for h in hidden:
@@ -127,7 +128,7 @@ class RationalNonlinearity(StaticNonlinearity):
         super().__init__(sample_rate, oversample, os_taps_per_phase, os_phase)
         m, n = (int(d) for d in degrees)
         if m < 1 or n < 0:
-            raise ValueError(f"degrees: expected (numerator ≥ 1, denominator ≥ 0), got {degrees!r}")
+            raise ConfigError(f"expected (numerator ≥ 1, denominator ≥ 0), got {degrees!r}", key="degrees")
         if init == "identity":
             num, den = np.zeros(m + 1), np.zeros(n)
             num[1] = 1.0

@@ -6,6 +6,7 @@ import torch
 
 from nablafx.dsp.filters import freqz, sos_filter, sos_filter_tv
 from nablafx.dsp.tonestack import CIRCUITS, tonestack_coeffs
+from nablafx.errors import ConfigError
 from nablafx.processors.base import ParamRange, Processor, register_processor
 
 
@@ -20,7 +21,7 @@ class ToneStack(Processor):
     def __init__(self, sample_rate: int = 48000, circuit: str = "fender"):
         super().__init__(sample_rate)
         if circuit not in CIRCUITS:
-            raise ValueError(f"circuit: unknown {circuit!r}; known: {', '.join(CIRCUITS)}")
+            raise ConfigError(f"unknown {circuit!r}; known: {', '.join(CIRCUITS)}", key="circuit")
         self.circuit = circuit
         self._set_ranges({name: ParamRange(0.0, 1.0, "", default=0.5) for name in ("bass", "mid", "treble")})
 

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from nablafx.evaluation import metrics
+from nablafx import metrics
 from nablafx.streaming import detach_state
 from nablafx.training.losses import WeightedLoss
 

@@ -9,7 +9,6 @@ of the seed and epoch number, so the resumed run ends where an uninterrupted one
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -18,23 +17,13 @@ from pathlib import Path
 import torch
 
 from nablafx.config import data_config, train_config
-from nablafx.data.audio import DatasetError
+from nablafx.data.index import load_index
 from nablafx.export import save_model
 from nablafx.registry import ConfigError, build_model, resolve_variant
 
 RECURRENT_CONTEXT = 2048  # warm-up samples for models with unbounded receptive field
 # params that may differ between an interrupted run and its resumption
 _RESUME_FREE = {"resume", "accelerator", "devices", "num_nodes", "strategy", "num_workers"}
-
-
-def load_index(path: str | Path, device: str | None = None) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: prepared index not found (run `dvc repro prepare`)")
-    index = json.loads(path.read_text())
-    if device is not None and index.get("device") != device:
-        raise DatasetError(f"{path}: prepared for {index.get('device')!r}, params data.device is {device!r}")
-    return index
 
 
 def build_from_params(params: dict, n_knobs: int, sample_rate: int):

@@ -15,6 +15,8 @@ from nablafx.registry import build_model
 from nablafx.utils import run_stage
 from stages import cost as stage
 
+from ..conftest import params_with
+
 SR = 48000
 TCN = {"family": "tcn", "channels": 4, "blocks": 3, "kernel_size": 3, "dilation_growth": 2,
        "activation": "tanh", "cond": "none"}
@@ -64,10 +66,11 @@ def test_fft_and_iir_formulas():
 def test_rtf_has_every_frame_size_and_positive_values():
     model = build_model(TCN, n_knobs=0, sample_rate=SR)
     threads = torch.get_num_threads()
-    cfg = C.CostConfig(audio_seconds=0.05, max_seconds_per_size=0.5, mac_seconds=0.05, repeats=1)
+    cfg = C.cost_config(params_with(cost={"audio_seconds": 0.05, "max_seconds_per_size": 0.5, "mac_seconds": 0.05,
+                                          "repeats": 1}))
     res = C.measure_cost(model, SR, cfg)
     assert torch.get_num_threads() == threads  # restored after the 1-thread measurement
-    assert set(res["rtf"]) == {"offline", *map(str, C.DEFAULT_FRAME_SIZES)}
+    assert set(res["rtf"]) == {"offline", *map(str, params_with()["cost"]["frame_sizes"])}
     assert all(v > 0 for v in res["rtf"].values()), res["rtf"]
     assert res["params"] == sum(p.numel() for p in model.parameters())
     assert res["macs_per_second"] == pytest.approx(tcn_macs_per_sample(4, 3, 3) * SR, rel=0.01)
@@ -75,9 +78,9 @@ def test_rtf_has_every_frame_size_and_positive_values():
 
 def _stage(tmp_path, cost=None, model_dir=None):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"cost": cost if cost is not None else
-                                      {"audio_seconds": 0.05, "max_seconds_per_size": 0.5, "mac_seconds": 0.05,
-                                       "repeats": 1, "frame_sizes": [32, 512, 16384]}}))
+    params.write_text(yaml.safe_dump(params_with(cost=cost if cost is not None else
+                                                 {"audio_seconds": 0.05, "max_seconds_per_size": 0.5,
+                                                  "mac_seconds": 0.05, "repeats": 1, "frame_sizes": [32, 512, 16384]})))
     out = tmp_path / "reports" / "cost.json"
     argv = ["--params", str(params), "--model-dir", str(model_dir or tmp_path / "model"), "--out", str(out)]
     return run_stage(stage.main, argv), out

@@ -3,6 +3,7 @@ checkpoints are absent without touching the network, and the stage's errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import urllib.request
@@ -14,9 +15,12 @@ import soundfile as sf
 import torch
 import yaml
 
+from nablafx.errors import ConfigError
 from nablafx.evaluation import fad as F
 from nablafx.utils import run_stage
 from stages import fad as stage
+
+from ..conftest import params_with
 
 SR = 48000
 
@@ -108,8 +112,13 @@ def make_test_set(root: Path, seconds: float = 0.5, pred=lambda x: clip(x, 3.0))
 
 
 def write_params(path: Path, fad: dict) -> Path:
-    path.write_text(yaml.safe_dump({"data": {"device": "Fake-Drive"}, "fad": fad}))
+    path.write_text(yaml.safe_dump(params_with(data={"device": "Fake-Drive"}, fad=fad)))
     return path
+
+
+def fad_cfg(**changes) -> F.FADConfig:
+    """params.yaml's ``fad:`` with ``changes``."""
+    return dataclasses.replace(F.fad_config(params_with()), **changes)
 
 
 @pytest.fixture
@@ -134,7 +143,7 @@ def network_spy(monkeypatch):
 def test_missing_checkpoints_are_skipped_with_the_reason_and_nothing_is_fetched(tmp_path, network_spy):
     index_path, pred_dir = make_test_set(tmp_path)
     ckpt = tmp_path / "fad_ckpt"  # does not exist
-    cfg = F.FADConfig(embeddings=["crepe_tiny", "vggish", "pann", "clap"], ckpt_dir=str(ckpt), dry_baseline=False)
+    cfg = fad_cfg(embeddings=["crepe_tiny", "vggish", "pann", "clap"], ckpt_dir=str(ckpt), dry_baseline=False)
     index = json.loads(index_path.read_text())
     report = F.fad_report(index, pred_dir, cfg)
     assert network_spy == []
@@ -185,7 +194,7 @@ def test_package_loader_runs_offline_from_checkpoints_in_ckpt_dir(tmp_path, monk
     for f in ("vggish-10086976.pth", "vggish_pca_params-970ea276.pth"):
         (ckpt / "checkpoints" / f).write_bytes(b"")
     hub_dir = torch.hub.get_dir()
-    cfg = F.FADConfig(embeddings=["vggish"], ckpt_dir=str(ckpt), dry_baseline=False)
+    cfg = fad_cfg(embeddings=["vggish"], ckpt_dir=str(ckpt), dry_baseline=False)
     report = F.fad_report(json.loads(index_path.read_text()), pred_dir, cfg)
     assert report["skipped"] == {}, report["skipped"]
     assert report["fad"]["vggish"] > 0
@@ -245,8 +254,8 @@ def test_missing_prediction_file_is_named(tmp_path, capsys):
                                       ({"silence": -60}, "fad.silence"),
                                       ({"dry_baseline": "yes"}, "fad.dry_baseline")])
 def test_bad_fad_params_name_the_key(fad, key):
-    with pytest.raises(F.ConfigError, match=key):
-        F.fad_config({"fad": fad})
+    with pytest.raises(ConfigError, match=f"params.yaml: {key}"):
+        F.fad_config(params_with(fad=fad))
 
 
 def test_silent_predictions_are_reported_not_a_crash(tmp_path, capsys):

@@ -33,7 +33,7 @@ def test_unknown_option_names_key(family):
 
 @pytest.mark.parametrize("family", ["tcn", "gcn", "s4"])
 def test_bad_size(family):
-    with pytest.raises(ConfigError, match=r"channels must be an integer ≥ 1"):
+    with pytest.raises(ConfigError, match=r"params\.yaml: model\.channels: must be an integer ≥ 1, got 0"):
         build_model({"family": family, "channels": 0}, n_knobs=0)
 
 
@@ -49,7 +49,7 @@ def test_lstm_unknown_conditioning_lists_known():
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ({"family": "s4", "state_dim": 7}, r"state_dim must be an even integer"),
+    ({"family": "s4", "state_dim": 7}, r"model\.state_dim: must be an even integer"),
     ({"family": "s4", "ssm_init": "legs"}, r"ssm_init: unknown initialisation 'legs'; known: lin, inv"),
     ({"family": "s4", "dt_min": 0.5, "dt_max": 0.1}, r"dt_min ≤ dt_max"),
 ])

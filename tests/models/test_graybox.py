@@ -128,7 +128,7 @@ def _spec(*processors):
 
 def test_errors_name_the_key_path():
     bad = _spec({"type": "gain"}, {"type": "peq"}, {"type": "fuzzbox"})
-    with pytest.raises(ConfigError, match=r"variants\.gb-x: processors\[2\]\.type: unknown processor 'fuzzbox'; "
+    with pytest.raises(ConfigError, match=r"params\.yaml: variants\.gb-x\.processors\[2\]\.type: unknown processor 'fuzzbox'; "
                                           r"known: compressor, .*tanh, tonestack"):
         build_model(bad, n_knobs=0, key="variants.gb-x")
     with pytest.raises(ConfigError, match=r"processors\[1\]\.controller\.type: unknown controller 'lfo'"):

@@ -2,39 +2,41 @@
 anything to pretrain pass cleanly; the stage script runs (the reference's crashed) and fails
 with one-line errors that leave earlier outputs untouched."""
 
+import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from nablafx.errors import ConfigError
 from nablafx.pretraining import (
-    PretrainSettings,
     load_pretrained,
+    pretrain_config,
     pretrain_entries,
     pretrain_variant,
     run_pretraining,
 )
-from nablafx.registry import ConfigError, build_model
+from nablafx.registry import build_model
 from stages import pretrain as stage
 
-ROOT = Path(__file__).resolve().parents[2]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+from ..conftest import params_with
+
+PARAMS = params_with()
 FAST = {"steps": 150, "n_points": 256}
+SETTINGS = pretrain_config(PARAMS)  # params.yaml's pretrain: section
 
 
 def small_params(model, **variants):
-    p = {"model": model, "variants": {**PARAMS["variants"], **variants}, "aliases": PARAMS.get("aliases", {}),
-         "pretrain": {**PARAMS.get("pretrain", {}), **FAST}, "data": {"sample_rate": 48000}}
-    return p
+    return params_with(model=model, variants={**PARAMS["variants"], **variants}, pretrain=FAST,
+                       data={"sample_rate": 48000})
 
 
 def test_every_params_variant_has_valid_pretrain_entries():
     for name, spec in PARAMS["variants"].items():
         if spec.get("family") == "graybox":
             pretrain_entries(spec["processors"], f"variants.{name}.processors")
-    PretrainSettings.from_params(PARAMS.get("pretrain"))
+    pretrain_config(PARAMS)
 
 
 def test_mlp_fitted_to_tanh_and_loaded_into_chain(tmp_path):
@@ -55,7 +57,7 @@ def test_rational_and_fir_targets(tmp_path):
         {"type": "fir", "n_taps": 64, "pretrain": {"response": "lowpass", "cutoff_hz": 3000.0}},
         {"type": "rational", "pretrain": {"curve": "asym"}},
     ]}
-    weights, summary = pretrain_variant("gb-test", spec, PretrainSettings(**FAST))
+    weights, summary = pretrain_variant("gb-test", spec, dataclasses.replace(SETTINGS, **FAST))
     assert set(weights) == {"p0-fir", "p1-rational"}
     assert summary["processors"]["p0-fir"]["rms_error_db"] < 0.5
     assert summary["processors"]["p1-rational"]["max_abs_error"] < 0.1
@@ -82,12 +84,12 @@ def test_mismatched_model_is_refused(tmp_path):
 def test_bad_pretrain_entries_name_the_key():
     bad = {"family": "graybox", "processors": [{"type": "gain"}, {"type": "peq", "pretrain": "tanh"}]}
     with pytest.raises(ValueError, match=r"variants\.v\.processors\[1\]\.pretrain: processor 'peq' cannot be pretrained"):
-        pretrain_variant("v", bad, PretrainSettings())
+        pretrain_variant("v", bad, SETTINGS)
     bad = {"family": "graybox", "processors": [{"type": "mlp", "pretrain": "sinus"}]}
     with pytest.raises(ValueError, match=r"processors\[0\]\.pretrain\.curve: unknown curve 'sinus'; known: tanh"):
-        pretrain_variant("v", bad, PretrainSettings())
-    with pytest.raises(ValueError, match=r"pretrain\.stepz: unknown setting"):
-        PretrainSettings.from_params({"stepz": 3})
+        pretrain_variant("v", bad, SETTINGS)
+    with pytest.raises(ConfigError, match=r"params\.yaml: pretrain\.stepz: unknown key"):
+        pretrain_config(params_with(pretrain={"stepz": 3}))
 
 
 def test_stage_script(tmp_path, capsys):
@@ -105,7 +107,7 @@ def test_stage_script(tmp_path, capsys):
 
     assert run_stage(stage.main, ["--params", str(params), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: pretrain.lr: expected a number") and err.count("\n") == 1
+    assert err.startswith("error: params.yaml: pretrain.lr: expected float, got 'fast'") and err.count("\n") == 1
     assert json.loads((out / "summary.json").read_text()) == before
     with pytest.raises(ConfigError, match="unknown variant 'nope'"):
         run_pretraining(small_params("gb-fuzz"), out, "nope")

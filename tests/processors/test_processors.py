@@ -213,7 +213,7 @@ def test_ranges_override_and_errors_name_the_key():
         build_processor({"type": "fuzzbox"}, FS, key="processors[3]")
     with pytest.raises(ValueError, match=r"processors\[1\]\.drive: unknown option for processor 'tanh'"):
         build_processor({"type": "tanh", "drive": 3}, FS, key="processors[1]")
-    with pytest.raises(ValueError, match=r"processors\[0\]: ranges.gain: unknown parameter; known: gain_db"):
+    with pytest.raises(ValueError, match=r"processors\[0\]\.ranges\.gain: unknown parameter; known: gain_db"):
         build_processor({"type": "gain", "ranges": {"gain": [0, 1]}}, FS, key="processors[0]")
     with pytest.raises(ValueError, match="oversample: 3 not supported"):
         build_processor({"type": "tanh", "oversample": 3}, FS)

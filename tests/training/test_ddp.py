@@ -11,7 +11,7 @@ from nablafx.data.prepare import prepare_device
 from nablafx.export import load_model
 from nablafx.utils import write_json
 
-from ..conftest import SR, make_tiny_dataset
+from ..conftest import SR, make_tiny_dataset, params_with
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,14 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 def test_ddp_two_cpu_processes(tmp_path):
     root = make_tiny_dataset(tmp_path / "data", seconds=(3.0, 1.0))
     write_json(tmp_path / "index.json", prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4))
-    params = {
-        "model": "tcn-tiny",
-        "data": {"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
-        "train": {"max_steps": 4, "batch_size": 2, "chunk_seconds": 0.1, "val_every_n_steps": 2,
-                  "accelerator": "cpu", "devices": 2, "strategy": "ddp", "num_nodes": 1},
-        "variants": {"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
-                                  "dilation_growth": 2, "cond": "film"}},
-    }
+    params = params_with(
+        model="tcn-tiny",
+        data={"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
+        train={"max_steps": 4, "batch_size": 2, "chunk_seconds": 0.1, "val_every_n_steps": 2,
+               "accelerator": "cpu", "devices": 2, "strategy": "ddp", "num_nodes": 1},
+        aliases={},
+        variants={"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
+                               "dilation_growth": 2, "cond": "film"}},
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     res = subprocess.run(
         [sys.executable, str(REPO / "stages/train.py"), "--params", "params.yaml", "--index", "index.json",

@@ -10,19 +10,20 @@ from nablafx.training import system as system_mod
 from nablafx.training.train import run_training
 from nablafx.utils import write_json
 
-from ..conftest import SR, make_tiny_dataset
+from ..conftest import SR, make_tiny_dataset, params_with
 
 
 def _params(root, **train):
-    return {
-        "model": "tcn-tiny",
-        "data": {"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
-        "train": {"max_steps": 6, "batch_size": 2, "chunk_seconds": 0.1, "val_every_n_steps": 2,
-                  "lr": 0.01, "accelerator": "cpu", **train},
-        "variants": {"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
-                                  "dilation_growth": 2, "cond": "film"},
-                     "lstm-4": {"family": "lstm", "hidden_size": 4}},
-    }
+    return params_with(
+        model="tcn-tiny",
+        data={"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
+        train={"max_steps": 6, "batch_size": 2, "chunk_seconds": 0.1, "val_every_n_steps": 2,
+               "lr": 0.01, "accelerator": "cpu", **train},
+        aliases={},
+        variants={"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
+                               "dilation_growth": 2, "cond": "film"},
+                  "lstm-4": {"family": "lstm", "hidden_size": 4}},
+    )
 
 
 @pytest.fixture(scope="module")

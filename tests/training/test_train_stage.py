@@ -13,19 +13,19 @@ from stages import prepare as prepare_stage
 from stages import test as test_stage
 from stages import train as train_stage
 
-from ..conftest import make_tiny_dataset
+from ..conftest import make_tiny_dataset, params_with
 
 
 def _params(root, model="lstm-8", **train):
-    return {
-        "model": model,
-        "data": {"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25,
-                 "max_latency_samples": 2},
-        "train": {"max_steps": 6, "batch_size": 4, "chunk_seconds": 0.25, "val_every_n_steps": 3,
-                  "context_samples": 128, "lr": 0.01, "accelerator": "cpu", **train},
-        "aliases": {"lstm": "lstm-8"},
-        "variants": {"lstm-8": {"family": "lstm", "hidden_size": 8}},
-    }
+    return params_with(
+        model=model,
+        data={"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25,
+              "max_latency_samples": 2},
+        train={"max_steps": 6, "batch_size": 4, "chunk_seconds": 0.25, "val_every_n_steps": 3,
+               "context_samples": 128, "lr": 0.01, "accelerator": "cpu", **train},
+        aliases={"lstm": "lstm-8"},
+        variants={"lstm-8": {"family": "lstm", "hidden_size": 8}},
+    )
 
 
 @pytest.fixture(scope="module")
