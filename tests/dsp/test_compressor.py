@@ -70,6 +70,14 @@ def test_gain_computer_is_continuous_across_the_knee():
     assert g[0] == -40 and abs(g[-1].item() - (-20 + 20 / 4)) < 1e-12
 
 
+def test_hard_knee_is_exact_at_the_threshold():
+    """With knee 0 the knee branch is taken at L = T only, and must give G(T) = T (it gave T − 9e−8 dB
+    at ratio 4 when the 1e−6 dB guard entered the numerator too)."""
+    d = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    for ratio in (1.5, 4.0, 20.0):
+        assert gain_computer(d(-20.0), d(-20.0), d(ratio), d(0.0)).item() == -20.0
+
+
 def _reduction(att_ms, rel_ms):
     n = int(0.6 * FS)
     t = np.arange(n) / FS
@@ -132,3 +140,17 @@ def test_gradcheck():
 
 def test_coefficient():
     assert abs(time_constant_to_coeff(torch.tensor(1.0), 1000).item() - math.exp(-1)) < 1e-7
+
+
+def test_release_towards_zero_is_a_plain_one_pole_and_finite():
+    """Releases so short that α_R underflows (≤ 3e−5 ms at 48 kHz) used to give 0·log 0 = NaN; they
+    now mean "no hold": the per-sample loop with α_R = 0, to 1e-9."""
+    x = make_signal()
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    for rel in (1e-5, 1e-9, 1e-30):
+        rel_t = t(rel).requires_grad_()
+        y, _, _ = compressor(t(x).reshape(1, 1, -1), FS, t(-25.0), t(4.0), t(2.0), rel_t, t(6.0), t(0.0))
+        np.testing.assert_allclose(y[0, 0].detach().numpy(), reference_loop(x, FS, -25.0, 4.0, 2.0, 1e-300, 6.0, 0.0),
+                                   rtol=1e-9, atol=1e-10)
+        y.sum().backward()
+        assert torch.isfinite(rel_t.grad)
