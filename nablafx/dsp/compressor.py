@@ -31,12 +31,18 @@ are one value per example (``(batch,)``, ``(batch, 1)`` or ``(batch, 1, 1)``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nablafx.dsp.filters import iir_filter
 from nablafx.dsp.gain import amplitude_to_db
 
 _TINY = 1e-12  # gain reduction (dB) treated as zero in the log domain
+#: floor of ``log α_R``: a release shorter than ``1/(40 f_s)`` holds nothing (``α_R ≤ e^−40 ≈ 4e−18``)
+#: and behaves as that; without it ``α_R`` underflows to 0 (release ≲ 3e−5 ms at 48 kHz) and
+#: ``0 · log 0`` puts NaN in the output and the gradients.
+_LOG_ALPHA_MIN = -40.0
 
 
 def time_constant_to_coeff(time_ms: torch.Tensor, sample_rate: float) -> torch.Tensor:
@@ -48,9 +54,9 @@ def gain_computer(level_db: torch.Tensor, threshold_db: torch.Tensor, ratio: tor
                   knee_db: torch.Tensor) -> torch.Tensor:
     """Static compression curve ``G(L)`` (output level in dB) with a quadratic soft knee."""
     over = level_db - threshold_db
-    knee_safe = knee_db.clamp_min(1e-6)
+    knee_safe = knee_db.clamp_min(1e-6)  # only the divisor: a hard knee (0 dB) selects this branch at L = T alone
     slope = 1.0 / ratio - 1.0
-    in_knee = level_db + slope * (over + knee_safe / 2) ** 2 / (2 * knee_safe)
+    in_knee = level_db + slope * (over + knee_db / 2) ** 2 / (2 * knee_safe)
     above = threshold_db + over / ratio
     out = torch.where(2 * over < -knee_db, level_db, in_knee)
     return torch.where(2 * over > knee_db, above, out)
@@ -78,7 +84,7 @@ def release_stage(r: torch.Tensor, alpha_r: torch.Tensor, r1_prev: torch.Tensor)
     """
     dt = torch.float64
     n = r.shape[-1]
-    log_a = torch.log(alpha_r.to(dt)).reshape(-1, 1, 1)
+    log_a = torch.log(alpha_r.to(dt).clamp_min(math.exp(_LOG_ALPHA_MIN))).reshape(-1, 1, 1)
     idx = torch.arange(n + 1, device=r.device, dtype=dt)  # index 0 holds r₁[−1]
     ramp = idx * log_a  # (B, 1, n+1)
     vals = torch.log(torch.cat([r1_prev.to(dt), r.to(dt)], dim=-1).clamp_min(_TINY))

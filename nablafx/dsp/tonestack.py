@@ -13,6 +13,15 @@ third-order transfer function (unloaded output)::
 with the coefficients in :func:`analog_coeffs` (checked against a numerical nodal solution of the
 circuit in the tests).  The bilinear transform (``c = 2 f_s``, as in the paper) gives a third-order
 digital filter run by :func:`nablafx.dsp.filters.iir_filter`.  Knob values ``t, m, l`` are in [0, 1].
+
+Stability at the knob limits: the circuit is passive, so its poles are real and negative and the
+bilinear transform puts them in (−1, 1) — except where the order drops.  ``a3`` factors as
+``C1C2C3 [l m R2R3(R1 + R4) + l R1R2R4 + (1 − m)(m R3²(R1 + R4) + R1R3R4)]``: it vanishes at
+``l = 0, m = 1`` (bass pot shorted, mid wiper at the top), one analog pole runs off to −∞ and its
+digital image lands on ``z = −1``, on the unit circle (radius 1 − 5e−15 in float64), cancelled only by
+a numerator zero.  :func:`tonestack_coeffs` therefore limits the mid knob to :data:`MID_MAX`
+(= a 2.5 Ω end resistance on the Fender's 25 kΩ pot): every pole is then at least ~9e−4 inside the
+unit circle at 48 kHz and the response moves by less than 0.001 dB.
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ from __future__ import annotations
 import torch
 
 from nablafx.dsp.filters import bilinear
+
+#: largest mid knob value the digital filter uses (see the module docstring: stability at l = 0, m = 1)
+MID_MAX = 1.0 - 1e-4
 
 # component values (farads, ohms)
 CIRCUITS: dict[str, dict[str, float]] = {
@@ -74,7 +86,8 @@ def tonestack_coeffs(bass, mid, treble, sample_rate: float, circuit: str | dict 
 
     Computed and returned in float64 (the analog coefficients span ~15 decades, and a third-order
     direct form is sensitive to coefficient rounding); :func:`~nablafx.dsp.filters.iir_filter` runs
-    in float64 anyway.
+    in float64 anyway.  The mid knob is limited to :data:`MID_MAX` (poles strictly inside the unit
+    circle for every knob setting).
     """
     if isinstance(circuit, str):
         if circuit not in CIRCUITS:
@@ -82,5 +95,6 @@ def tonestack_coeffs(bass, mid, treble, sample_rate: float, circuit: str | dict 
         circuit = CIRCUITS[circuit]
     ref = bass if isinstance(bass, torch.Tensor) else torch.as_tensor(bass)
     bass, mid, treble = (torch.as_tensor(v, device=ref.device).to(torch.float64) for v in (bass, mid, treble))
+    mid = mid.clamp(max=MID_MAX)
     b_s, a_s = analog_coeffs(bass, mid, treble, circuit)
     return bilinear(b_s, a_s, sample_rate)

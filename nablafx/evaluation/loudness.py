@@ -35,8 +35,16 @@ def k_weighting_coefficients(sample_rate: int) -> list[tuple[list[float], list[f
     return out
 
 
-def integrated_loudness(x: torch.Tensor, sample_rate: int) -> float | None:
-    """LUFS of a mono signal (any shape, flattened); None when every block is gated out."""
+def integrated_loudness(x: torch.Tensor, sample_rate: int, *, absolute_gate_lufs: float | None = -70.0,
+                        relative_gate_lu: float | None = -10.0) -> float | None:
+    """LUFS of a mono signal (any shape, flattened); None when every block is gated out.
+
+    BS.1770-4 §2: mean-square energy of K-weighted 400 ms blocks overlapping by 75 % (only whole
+    blocks), block loudness ``l_j = −0.691 + 10 log10 z_j``; blocks with ``l_j > Γa`` (absolute gate,
+    −70 LUFS) are kept; ``Γr`` = their integrated loudness + ``relative_gate_lu`` (−10 LU); the result
+    is the integrated loudness of the blocks above both gates.  ``None`` for either gate switches it
+    off (ungated loudness, for tests and diagnostics).
+    """
     y = x.reshape(1, -1).to(torch.float64)
     for b, a in k_weighting_coefficients(sample_rate):
         y = torchaudio.functional.lfilter(y, torch.tensor(a, dtype=torch.float64),
@@ -46,9 +54,11 @@ def integrated_loudness(x: torch.Tensor, sample_rate: int) -> float | None:
         return None
     energy = y[0].unfold(0, block, step).square().mean(-1)
     lk = -0.691 + 10 * torch.log10(energy.clamp_min(1e-30))
-    gated = lk > -70.0
+    gated = lk > absolute_gate_lufs if absolute_gate_lufs is not None else torch.ones_like(lk, dtype=torch.bool)
     if not gated.any():
         return None
-    rel = -0.691 + 10 * math.log10(float(energy[gated].mean())) - 10.0
-    gated &= lk > rel
-    return -0.691 + 10 * math.log10(float(energy[gated].mean()))
+    if relative_gate_lu is not None:
+        rel = -0.691 + 10 * math.log10(float(energy[gated].mean())) + relative_gate_lu
+        gated &= lk > rel
+    mean = float(energy[gated].mean())
+    return -0.691 + 10 * math.log10(mean) if mean > 0 else None

@@ -65,3 +65,14 @@ def test_gradcheck_nonlinearities():
     p = torch.tensor([0.1, 1.0, -0.2, 0.3], dtype=torch.float64, requires_grad=True)
     q = torch.tensor([0.5, -0.2, 0.1], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(rational, (x, p, q))
+
+
+def test_tanh_drive_matches_dasp_distortion():
+    """dasp-pytorch's ``distortion`` is ``tanh(10^(drive/20)·x)``: ours at bias 0, drives −24…+24 dB,
+    stereo (dasp alone raises on stereo: defect D1, handled by tests/oracles/dasp.py), to 1e-15."""
+    from tests.oracles import dasp
+
+    drive = torch.linspace(-24, 24, 13, dtype=torch.float64)
+    x = 3 * torch.randn(13, 2, 500, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ours = tanh_drive(x, drive.reshape(-1, 1, 1), torch.zeros(13, 1, 1, dtype=torch.float64))
+    torch.testing.assert_close(ours, dasp.distortion(x, 48000, drive), rtol=0, atol=1e-15)

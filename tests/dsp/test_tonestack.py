@@ -83,3 +83,25 @@ def test_gradcheck_knobs():
 def test_unknown_circuit():
     with pytest.raises(ValueError, match="known: fender, marshall"):
         tonestack_coeffs(0.5, 0.5, 0.5, FS, "vox")
+
+
+@pytest.mark.parametrize("circuit", list(CIRCUITS))
+def test_bass_zero_mid_one_is_stable_and_still_the_circuit(circuit):
+    """At bass 0, mid 1 the analog denominator drops to second order (a3 = 0) and the bilinear transform
+    put a pole on the unit circle at z = −1 (radius 1 − 5e−15, cancelled only by a zero).  The mid knob
+    is now limited to MID_MAX: every pole ≥ 1e−4 inside, and the digital response still matches the
+    circuit at m = 1 (warped frequencies, 20 Hz … 20 kHz) to 0.001 dB."""
+    from nablafx.dsp.tonestack import MID_MAX
+
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    for treble in (0.0, 0.5, 1.0):
+        b_s, a_s = analog_coeffs(t(0.0), t(1.0), t(treble), CIRCUITS[circuit])
+        assert abs(float(a_s[3] / a_s[2])) < 1e-15  # a3 ≈ 0 (round-off): the degenerate case guarded against
+        b, a = tonestack_coeffs(t(0.0), t(1.0), t(treble), FS, circuit)
+        assert np.abs(np.roots(a.numpy())).max() < 1 - 1e-4
+        torch.testing.assert_close(tonestack_coeffs(t(0.0), t(MID_MAX), t(treble), FS, circuit), (b, a))
+        freqs = np.geomspace(20, 20000, 200)
+        _, hd = ss.freqz(b.numpy(), a.numpy(), worN=freqs, fs=FS)
+        s = 2j * FS * np.tan(np.pi * freqs / FS)
+        ha = np.polyval(b_s.numpy()[::-1], s) / np.polyval(a_s.numpy()[::-1], s)
+        np.testing.assert_allclose(20 * np.log10(np.abs(hd)), 20 * np.log10(np.abs(ha)), atol=1e-3)

@@ -62,3 +62,45 @@ def test_runs_on_gpu():
     act = Rational().cuda()
     x = torch.linspace(-3, 3, 7, device="cuda")
     torch.testing.assert_close(act(x).cpu(), Rational()(x.cpu()), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("init", sorted(RATIONAL_INITS))
+def test_finite_on_extreme_inputs(init, dtype):
+    """Silence, DC (±1e-9 … ±1e3), noise and a Nyquist square at ±1e3: output and gradients (input and
+    both coefficient vectors) finite, for every initial fit; version A's Q ≥ 1 has no poles."""
+    g = torch.Generator().manual_seed(0)
+    inputs = {"silence": torch.zeros(2, 3, 256), "noise ±1e3": (400 * torch.randn(2, 3, 256, generator=g)).clamp(-1e3, 1e3),
+              "square ±1e3": 1e3 * torch.tensor([1.0, -1.0]).repeat(128).expand(2, 3, 256)}
+    for c in (1e-9, 1.0, -1.0, 1e3, -1e3):
+        inputs[f"dc {c:g}"] = torch.full((2, 3, 256), c)
+    act = Rational(init).to(dtype)
+    for name, x in inputs.items():
+        x = x.to(dtype).clone().requires_grad_()
+        act.zero_grad()
+        y = act(x)
+        y.sum().backward()
+        assert torch.isfinite(y).all(), name
+        for grad in (x.grad, act.numerator.grad, act.denominator.grad):
+            assert torch.isfinite(grad).all(), name
+
+
+def test_finite_for_any_coefficients_up_to_10():
+    """Hypothesis over coefficients in [−10, 10] and inputs in [−1e3, 1e3], float32."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None, derandomize=True, database=None)
+    @given(st.lists(st.floats(-10, 10), min_size=6, max_size=6), st.lists(st.floats(-10, 10), min_size=4, max_size=4),
+           st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=32))
+    def check(num, den, xs):
+        num = torch.tensor(num, requires_grad=True)
+        den = torch.tensor(den, requires_grad=True)
+        x = torch.tensor(xs + [0.0, 1e3, -1e3], requires_grad=True)
+        y = rational_a(x, num, den)
+        assert torch.isfinite(y).all()
+        y.sum().backward()
+        for grad in (x.grad, num.grad, den.grad):
+            assert torch.isfinite(grad).all()
+
+    check()
