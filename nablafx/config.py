@@ -325,6 +325,7 @@ class TrainConfig:
     grad_clip: float = setting(ge=0)
     num_workers: int = setting(ge=0)
     pre_emphasis: float = setting(ge=0)
+    loss_floor_db: float = setting()  # ESR/DC energy floor, dB relative to the training targets' mean power
     loss: dict[str, float] = setting(choices=_loss_terms, what="loss term", ge=0, nonempty=True)
 
 

@@ -29,6 +29,20 @@ class AudioBank:
         return self._audio[path]
 
 
+def target_power(items: list[dict], bank: AudioBank, pre_emphasis: float = 0.0) -> float:
+    """Mean square of the wet audio over the items' [start, end) regions (all samples weighted
+    alike), after the loss's first-order pre-emphasis ``y[n] − a·y[n−1]`` when ``a`` > 0: the
+    level the training loss's energy floor is set against."""
+    total, count = 0.0, 0
+    for it in items:
+        y = bank[it["wet"]][it["start"] : it["end"]].astype(np.float64)
+        if pre_emphasis:
+            y = np.concatenate([y[:1], y[1:] - pre_emphasis * y[:-1]])
+        total += float(np.dot(y, y))
+        count += len(y)
+    return total / count if count else 0.0
+
+
 def _slice(audio: np.ndarray, start: int, end: int) -> np.ndarray:
     """audio[start:end] with zeros where start < 0."""
     if start >= 0:

@@ -113,8 +113,9 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
-    from nablafx.data.datasets import AudioBank, EpochSampler, RandomChunkDataset, SequentialChunkDataset
-    from nablafx.training.system import EffectSystem
+    from nablafx.data.datasets import (AudioBank, EpochSampler, RandomChunkDataset, SequentialChunkDataset,
+                                       target_power)
+    from nablafx.training.system import MONITOR, EffectSystem
 
     sr = index["sample_rate"]
     chunk = int(round(tcfg.chunk_seconds * sr))
@@ -136,12 +137,13 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     system = EffectSystem(model, tcfg.loss, tcfg.lr, tcfg.weight_decay, tcfg.max_steps, context,
                           warmup_steps=min(50, tcfg.max_steps // 10), grad_clip=tcfg.grad_clip,
                           tbptt=tcfg.tbptt_samples, sample_rate=sr, pre_emphasis=tcfg.pre_emphasis,
-                          signature=signature)
+                          signature=signature,
+                          loss_floor=target_power(train_items, bank, tcfg.pre_emphasis) * 10 ** (tcfg.loss_floor_db / 10))
     if resume_from is None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         if live_dir:
             shutil.rmtree(live_dir, ignore_errors=True)
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="min",
                            save_top_k=1, save_last=True, enable_version_counter=False)
     if live_dir:
         from dvclive.lightning import DVCLiveLogger
@@ -177,6 +179,6 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
             "resumed_from": str(resume_from) if resume_from else None,
             "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
             "precision": precision, "lr": tcfg.lr,
-            "best_val_loss": float(best_score) if best_score is not None else None}
+            "best_val_esr": float(best_score) if best_score is not None else None}
     save_model(model, model_dir, **info)
     return info

@@ -69,7 +69,7 @@ def test_resume_after_kill_matches_uninterrupted(prepared, monkeypatch):
     b, _ = load_model(prepared / "cut/model")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=1e-6, msg=name)
-    assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-6)
+    assert resumed["best_val_esr"] == pytest.approx(full["best_val_esr"], rel=1e-6)
 
 
 def test_resume_require_refuses_changed_settings(prepared, monkeypatch):
@@ -114,7 +114,7 @@ def test_tbptt_gradient_truncated_but_forward_exact(prepared):
     params = _params(prepared / "data", tbptt_samples=4096, chunk_seconds=0.3, max_steps=2, val_every_n_steps=2)
     params["model"] = "lstm-4"
     info = _train(prepared, "tbptt", params)
-    assert info["steps"] == 2 and info["best_val_loss"] > 0
+    assert info["steps"] == 2 and info["best_val_esr"] > 0
     with pytest.raises(ConfigError, match="train.tbptt_samples: 512 is shorter"):
         _train(prepared, "tbptt2", {**params, "train": {**params["train"], "tbptt_samples": 512}})
 
