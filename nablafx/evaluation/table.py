@@ -131,6 +131,8 @@ def to_markdown(rows: list[dict], extra=()) -> str:
 
 
 def readme_block(rows: list[dict]) -> str:
+    if not rows:
+        return f"{BEGIN}\n{END}"
     return f"{BEGIN}\n{to_markdown(rows, extra=('commit', 'machine'))}\n{END}"
 
 
