@@ -190,7 +190,7 @@ def find_resume_point(ckpt_dir: Path, signature: dict, mode: str, verbose: bool 
                 break  # best.ckpt of the same folder is of the same run: same settings, same format
     if mode == "require":
         if not skipped:
-            raise ResumeError(f"params.yaml: train.resume=require but there is no checkpoint in "
+            raise ConfigError(f"params.yaml: train.resume=require but there is no checkpoint in "
                               f"{partial_dir(ckpt_dir)} or {ckpt_dir}")
         path, why = skipped[0]
         if why.startswith("trained with different settings"):
