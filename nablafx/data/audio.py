@@ -37,6 +37,16 @@ def read_audio(path: str | Path, sample_rate: int, check_finite: bool = True) ->
 
 
 def write_audio(path: str | Path, data: np.ndarray, sample_rate: int) -> None:
+    """Write mono float audio atomically (temporary file + rename): WAV as float32, FLAC as 24 bit.
+    Encoded in memory first: soundfile ignores errors raised by a file object it writes to."""
+    import io
+
+    from nablafx.fileio import write_bytes_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.asarray(data, dtype=np.float32), sample_rate, subtype="FLOAT" if path.suffix == ".wav" else "PCM_24")
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if fmt is None:
+        raise DatasetError(f"{path}: cannot write audio with suffix {path.suffix!r}; use {', '.join(AUDIO_SUFFIXES)}")
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(data, dtype=np.float32), sample_rate, format=fmt, subtype="FLOAT" if fmt == "WAV" else "PCM_24")
+    write_bytes_atomic(path, buf.getvalue())
