@@ -5,7 +5,8 @@ ToneTwist layout where one dry file feeds every knob setting of every device:
 
 * **latency**: the dry→wet lag by GCC-PHAT (:func:`measure_latency`);
 * **clipping**: the fraction of samples at ± digital full scale (:func:`clipped_fraction`) in the
-  target *and* in the dry;
+  target (refused above 1 %: the recording overloaded, the pair is no longer what the device did)
+  *and* in the dry (refused above 1 % as well: a DI recorded too hot — or the files are swapped);
 * **silence**: leading silence and the fraction of 10 ms frames more than 60 dB below the file's
   loudest frame (:func:`silence_profile`) for the dry; for the wet, the fraction of the dry's
   active frames in which the wet is muted, 60 dB below its usual gain (:func:`muted_fraction`: a
@@ -33,6 +34,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+
+from nablafx.data.audio import full_scale
 
 FRAME_SECONDS = 0.01            # silence is measured on 10 ms frames
 SILENCE_DB = -60.0              # a frame is silent when its RMS is this far below the loudest frame's
@@ -81,12 +84,32 @@ def audio_digest(x: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
 
 
-def clipped_fraction(x: np.ndarray, full_scale: float) -> float:
-    """Fraction of samples at (or beyond) ± ``full_scale`` — the largest value the file's format
-    holds (:func:`nablafx.data.audio.full_scale`: 32767/32768 for 16-bit, 1.0 for float)."""
-    if len(x) == 0:
+def clipped_fraction(x: np.ndarray, subtype: str) -> float:
+    """Fraction of samples at ± digital full scale that sit in runs (a neighbour at the same extreme):
+    a flat top, not a peak that touches the limit once.
+
+    Integer formats: the extremes are the largest code (32767/32768 for 16-bit) and the most
+    negative codes (−32767/32768, −1).  Float formats have no full scale — a float file may hold
+    values beyond ±1 unclipped — so there the extremes are the file's own maximum (minimum) when
+    it reaches +1 (−1): a file clipped at or beyond ±1 sits there for whole runs, unclipped overs
+    and a periodic peak do not.
+    """
+    if len(x) < 2:
         return 0.0
-    return float(np.count_nonzero(np.abs(x) >= np.float32(full_scale)) / len(x))
+    if subtype in ("FLOAT", "DOUBLE"):
+        hi, lo = x.max(), x.min()
+        top = (x >= hi) if hi >= 1.0 else np.zeros(len(x), dtype=bool)
+        bottom = (x <= lo) if lo <= -1.0 else np.zeros(len(x), dtype=bool)
+    else:
+        fs = np.float32(full_scale(subtype))
+        top, bottom = x >= fs, x <= -fs
+    n = 0
+    for at in (top, bottom):
+        run = np.zeros(len(x), dtype=bool)
+        run[1:] |= at[1:] & at[:-1]
+        run[:-1] |= at[:-1] & at[1:]
+        n += int(np.count_nonzero(run))
+    return float(n / len(x))
 
 
 def silent_frames(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
@@ -119,9 +142,10 @@ def _frame_rms(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def muted_fraction(dry: np.ndarray, wet: np.ndarray, sample_rate: int) -> float:
-    """Fraction of the dry's non-silent frames in which the wet is muted: its level more than
-    60 dB below the dry's in that frame, relative to the pair's median gain (so a quiet device
-    or a compressor's gain reduction is no mute, a dropout or a failed render is)."""
+    """Fraction of the dry's non-silent frames in which the wet is muted: its gain (wet level over
+    dry level in that frame) more than 60 dB below the pair's usual gain, its 95th percentile —
+    so a quiet device or a compressor's gain reduction is no mute, a dropout or a failed render
+    is, even when it lasts most of the passage."""
     dry_silent, _ = silent_frames(dry, sample_rate)
     rd, rw = _frame_rms(dry, sample_rate), _frame_rms(wet, sample_rate)
     n = min(len(rd), len(rw), len(dry_silent))
@@ -129,7 +153,7 @@ def muted_fraction(dry: np.ndarray, wet: np.ndarray, sample_rate: int) -> float:
     if not active.any():
         return 0.0
     gain_db = 20 * np.log10(np.maximum(rw[:n][active], 1e-12) / rd[:n][active])
-    return float(np.mean(gain_db < np.median(gain_db) + SILENCE_DB))
+    return float(np.mean(gain_db < np.percentile(gain_db, 95) + SILENCE_DB))
 
 
 def segments(x: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
@@ -191,8 +215,17 @@ def repeat_consistency(dry: np.ndarray, wet: np.ndarray, segs: list[tuple[int, i
             "level_db": level_db,
             "leading_esr": round(_esr(answers[0], answers[1]), 6) if group[0] == 0 else None,
             "max_esr": round(max(_esr(answers[i], answers[j]) for i, j in pairs), 6),
+            # for comparisons across files (not JSON): the segment's content and the answer at rest
+            "_key": (pre, audio_digest(dry[starts[0]: segs[group[0]][1]])) if group[0] == 0 else None,
+            "_answer": answers[0] if group[0] == 0 else None,
         })
     return out
+
+
+def answers_differ(a: np.ndarray, b: np.ndarray) -> float:
+    """ESR between two answers to the same segment (compared over the shorter of the two)."""
+    n = min(len(a), len(b))
+    return _esr(a[:n], b[:n])
 
 
 def isolated_impulses(x: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nablafx.data import checks as chk
-from nablafx.data.audio import DatasetError, full_scale, load_audio
+from nablafx.data.audio import DatasetError, load_audio
 from nablafx.data.checks import measure_latency
 from nablafx.data.tonetwist import scan_layout
 
@@ -65,7 +65,7 @@ def _check_dry(path, x: np.ndarray, info, sample_rate: int, warnings: list) -> d
     """Silence, clipping and repeats of one dry file; refuse what cannot train, warn the rest."""
     if np.sqrt(np.mean(x.astype(np.float64) ** 2)) < SILENCE_RMS:
         raise DatasetError(f"{path}: silent (RMS below {SILENCE_RMS}): replace it with the dry recording")
-    clipped = chk.clipped_fraction(x, full_scale(info.subtype))
+    clipped = chk.clipped_fraction(x, info.subtype)
     if clipped > chk.CLIP_REFUSE_FRACTION:
         raise DatasetError(f"{path}: {_pct(clipped)} of samples at full scale (clipped): re-record the dry with "
                            f"headroom — or, if this file is a device's output, dry and target are swapped")
@@ -109,7 +109,7 @@ def _check_wet(p, dry: np.ndarray, dcheck: dict, wet: np.ndarray, info, sample_r
                            f"dry and wet must be sample-aligned recordings of the same length")
     if np.sqrt(np.mean(wet.astype(np.float64) ** 2)) < SILENCE_RMS:
         raise DatasetError(f"{p.wet}: silent (RMS below {SILENCE_RMS}): a failed render or recording; re-record it")
-    clipped = chk.clipped_fraction(wet, full_scale(info.subtype))
+    clipped = chk.clipped_fraction(wet, info.subtype)
     if clipped > chk.CLIP_REFUSE_FRACTION:
         raise DatasetError(f"{p.wet}: {_pct(clipped)} of samples at full scale (clipped): the recording overloaded; "
                            f"re-record the device's output with headroom (peaks below 0 dBFS)")
@@ -158,7 +158,28 @@ def _check_wet(p, dry: np.ndarray, dcheck: dict, wet: np.ndarray, info, sample_r
     return {"wet": str(p.wet), "latency_samples": lag, "correlation": round(corr, 4), "inverted": corr < 0,
             "rms_dry": float(np.sqrt(np.mean(dry**2))), "rms_wet": float(np.sqrt(np.mean(wet**2))),
             "clipped_fraction": clipped, "silent_fraction": round(silent, 4), "muted_fraction": round(muted, 4),
-            "leading_silence_s": round(leading, 4), "identical_to_dry": chk.audio_digest(wet) == dcheck["_digest"], "repeats": repeats}
+            "leading_silence_s": round(leading, 4), "identical_to_dry": chk.audio_digest(wet) == dcheck["_digest"],
+            "repeats": repeats}
+
+
+def _check_same_setting(checks: list[dict], codes: list[str], warnings: list) -> None:
+    """Every file starts with the device at rest: within one knob setting, the answers to the
+    same leading dry segment (the first sync impulse) must agree across passages and splits."""
+    first: dict[tuple, tuple[str, np.ndarray]] = {}
+    for record, code in zip(checks, codes):
+        for r in record["repeats"]:
+            if r["_key"] is None:
+                continue
+            key = (code, r["_key"])
+            if key not in first:
+                first[key] = (record["wet"], r["_answer"])
+                continue
+            other, answer = first[key]
+            esr = chk.answers_differ(answer, r["_answer"])
+            if esr > chk.REPEAT_ESR_WARN:
+                warnings.append(f"{record['wet']}: answers the leading sync segment unlike {other} of the same "
+                                f"setting (ESR {esr:.3g} > {chk.REPEAT_ESR_WARN}): a knob moved between recordings, "
+                                f"or the file sits in the wrong setting's folder")
 
 
 def prepare_device(root, device: str, dry_dir: str, sample_rate: int, val_seconds: float,
@@ -214,6 +235,9 @@ def prepare_device(root, device: str, dry_dir: str, sample_rate: int, val_second
         items.append({**base, "split": "train", "start": 0, "end": train_end})
         if val_n > 0:
             items.append({**base, "split": "val", "start": n - val_n, "end": n})
+    _check_same_setting(checks, [p.knob_code for p in pairs], warnings)
+    for record in checks:
+        record["repeats"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in record["repeats"]]
     if all(c["identical_to_dry"] for c in checks):
         raise DatasetError(f"{Path(root) / device}: every target is identical to its dry input: the targets are "
                            f"copies of the dry (a failed render or recording?)")

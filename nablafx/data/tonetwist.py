@@ -126,7 +126,8 @@ def _audio_name(path: Path, kind: str, ignored: list) -> str | None:
 def _dry_files(root: Path, dry_dir: str, split: str, ignored: list) -> dict[str, Path]:
     folder = root / dry_dir / split
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: dry folder not found (data missing? run `dvc pull`)")
+        raise DatasetError(f"{_existing(folder)}: dry folder {folder.relative_to(root)}/ not found "
+                           f"(data missing? run `dvc pull`)")
     files, folders = _entries(folder, ignored)
     ignored.extend((str(d), "folder inside a dry split folder") for d in folders)
     found: dict[str, Path] = {}
@@ -139,6 +140,13 @@ def _dry_files(root: Path, dry_dir: str, split: str, ignored: list) -> dict[str,
     if not found:
         raise DatasetError(f"{folder}: no *.input.wav / *.input.flac files")
     return found
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (errors name a path that is there to look at)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def _is_knob_code(name: str) -> bool:
@@ -167,10 +175,10 @@ def scan_layout(root: str | Path, device: str, dry_dir: str = "DRY-with-markers"
         dry = dry_by_split[split] = _dry_files(root, dry_dir, split, ignored)
         split_dir = dev_dir / split
         if not split_dir.is_dir():
-            raise DatasetError(f"{split_dir}: split folder not found")
+            raise DatasetError(f"{dev_dir}: split folder {split}/ not found (a device has trainval/ and test/)")
         # wet files either in <KNOBS>/ subfolders or (no knobs) directly in the split folder
         files, folders = _entries(split_dir, ignored)
-        candidates = [(p, "") for p in files]
+        candidates = [(p, "") for p in files if _audio_name(p, "target", ignored) is not None]
         for sub in folders:
             sub_files, sub_folders = _entries(sub, ignored)
             ignored.extend((str(d), "folder nested inside a knob-setting folder") for d in sub_folders)
