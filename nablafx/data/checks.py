@@ -44,6 +44,7 @@ SILENT_REFUSE_FRACTION = 0.8    # … refuse when more than this is
 MUTED_WARN_FRACTION = 0.1       # warn when the wet is silent in more than this of the dry's active frames …
 MUTED_REFUSE_FRACTION = 0.5     # … refuse when in more than half
 WET_LATE_WARN_SECONDS = 0.05    # warn when the wet's leading silence exceeds the dry's by this
+MAX_ABS = 16.0                  # float samples beyond ±16 (+24 dBFS) are corrupt or unscaled data
 CLIP_WARN_FRACTION = 1e-4       # samples at ± full scale: warn above 0.01 % …
 CLIP_REFUSE_FRACTION = 0.01     # … refuse above 1 % (a "fully clipped" file is far above)
 ISLAND_FLOOR_DB = -80.0         # segments of the dry: runs above peak − 80 dB …
@@ -51,7 +52,8 @@ ISLAND_GAP_SECONDS = 0.01       # … separated by at least 10 ms below it
 REPEAT_WINDOW_SECONDS = 0.1     # the wet's answer to a repeat: up to 100 ms (or the next segment)
 REPEAT_PRE_SAMPLES = 32         # … plus this much before it (pre-ringing of resamplers, latency)
 REPEAT_ESR_WARN = 0.01          # NAM's replicate threshold, on the first two repeats
-REPEAT_SILENT_DB = -40.0        # a repeat whose answer is this far below the loudest answer got none
+REPEAT_SILENT_DB = -60.0        # a repeat whose answer is this far below the loudest answer got none
+                                # (shipped compressor's end markers after the music: -28 dB; a dropout: -inf)
 IMPULSE_MIN_REL = 0.05          # an isolated impulse reaches 5 % of the file's peak …
 IMPULSE_HALF_WIDTH_SECONDS = 0.002  # … and holds ≥ 90 % of the energy within ±2 ms …
 IMPULSE_CONCENTRATION = 0.9     # … in its own ±1 samples
@@ -82,6 +84,13 @@ def measure_latency(dry: np.ndarray, wet: np.ndarray, max_lag: int) -> tuple[int
 def audio_digest(x: np.ndarray) -> str:
     """SHA-256 of the decoded samples (float32): equal for the same audio in WAV and FLAC."""
     return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
+
+
+def insane_sample(x: np.ndarray) -> int | None:
+    """Index of the first sample beyond ±MAX_ABS (a float file's corrupt bytes, or integer audio
+    stored as float without scaling), or None."""
+    bad = np.flatnonzero(np.abs(x) > MAX_ABS)
+    return int(bad[0]) if len(bad) else None
 
 
 def clipped_fraction(x: np.ndarray, subtype: str) -> float:

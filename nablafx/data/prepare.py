@@ -61,8 +61,16 @@ def _pct(fraction: float) -> str:
     return f"{100 * fraction:.3g} %"
 
 
+def _check_sane(path, x: np.ndarray, sample_rate: int) -> None:
+    if (i := chk.insane_sample(x)) is not None:
+        raise DatasetError(f"{path}: sample {i} ({i / sample_rate:.3f} s) is {x[i]:.3g}, beyond ±{chk.MAX_ABS:g} "
+                           f"(+{20 * np.log10(chk.MAX_ABS):.0f} dBFS): corrupt float data, or audio stored unscaled; "
+                           f"re-export it scaled to ±1")
+
+
 def _check_dry(path, x: np.ndarray, info, sample_rate: int, warnings: list) -> dict:
     """Silence, clipping and repeats of one dry file; refuse what cannot train, warn the rest."""
+    _check_sane(path, x, sample_rate)
     if np.sqrt(np.mean(x.astype(np.float64) ** 2)) < SILENCE_RMS:
         raise DatasetError(f"{path}: silent (RMS below {SILENCE_RMS}): replace it with the dry recording")
     clipped = chk.clipped_fraction(x, info.subtype)
@@ -107,6 +115,7 @@ def _check_wet(p, dry: np.ndarray, dcheck: dict, wet: np.ndarray, info, sample_r
     if len(wet) != len(dry):
         raise DatasetError(f"{p.wet}: {len(wet)} samples, dry {p.dry.name} has {len(dry)}: "
                            f"dry and wet must be sample-aligned recordings of the same length")
+    _check_sane(p.wet, wet, sample_rate)
     if np.sqrt(np.mean(wet.astype(np.float64) ** 2)) < SILENCE_RMS:
         raise DatasetError(f"{p.wet}: silent (RMS below {SILENCE_RMS}): a failed render or recording; re-record it")
     clipped = chk.clipped_fraction(wet, info.subtype)

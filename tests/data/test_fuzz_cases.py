@@ -108,6 +108,27 @@ def wav_header_unknown_length(root):
     return p
 
 
+@error(r"unreadable audio")
+def corrupt_wav_fmt_chunk(root):
+    return fk.xor_bytes(target(root), 0.0005, 24)
+
+
+@error(r"sample 12000 \(0.750 s\) is 1e\+20, beyond ±16 \(\+24 dBFS\): corrupt float data")
+def corrupt_float_wav_data(root):
+    """Garbage bytes in a float WAV's data decode as valid floats; absurd ones are caught."""
+    p = target(root)
+    raw = bytearray(p.read_bytes())
+    i = raw.find(b"data") + 8 + 4 * 12000
+    raw[i: i + 4] = np.float32(1e20).tobytes()
+    p.write_bytes(bytes(raw))
+    return p
+
+
+@error(r"beyond ±16 .*or audio stored unscaled")
+def unscaled_float_dry(root):
+    return fk.rewrite(dry_path(root), lambda x: x * 32768)
+
+
 @error(r"unreadable audio .*not a WAV/FLAC file")
 def zero_byte_file(root):
     p = target(root)

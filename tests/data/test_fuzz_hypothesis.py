@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import pytest
 
 from nablafx.data.audio import DatasetError
 from nablafx.data.prepare import prepare_device
