@@ -132,3 +132,18 @@ def test_process_cli_names_an_unreadable_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"error: {src}: truncated or corrupt audio (flac decoder lost sync); re-export or re-download it\n"
     assert not out.exists()
+
+
+def test_training_and_evaluation_readers_give_the_same_error(tmp_path):
+    """AudioBank (training), evaluation and plots read through read_audio: same one line."""
+    from nablafx.data.audio import DatasetError, read_audio
+    from nablafx.data.datasets import AudioBank
+
+    root = fk.make_tree(tmp_path / "data")
+    bad = fk.cut_bytes(fk.to_flac(fk.target(root)), 0.5)
+    expected = f"{bad}: truncated or corrupt audio (flac decoder lost sync); re-export or re-download it"
+    with pytest.raises(DatasetError) as direct:
+        read_audio(bad, fk.SR)
+    with pytest.raises(DatasetError) as bank:
+        AudioBank([{"dry": str(fk.dry_path(root)), "wet": str(bad)}], fk.SR)
+    assert str(direct.value) == str(bank.value) == expected
