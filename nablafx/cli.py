@@ -45,9 +45,10 @@ def _process(argv) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"info": "variants: parameters and receptive field", "process": "run a trained model over a file",
-                "table": "one row per DVC experiment: variant, test metrics, FAD, cost"}
+                "table": "results table from experiment records (reports/experiments/*.json)",
+                "record": "snapshot the last run (params, metrics, provenance) as an experiment record"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: nablafx {info,process} ...\n" + "\n".join(f"  {k:8s} {v}" for k, v in commands.items()))
+        print("usage: nablafx {" + ",".join(commands) + "} ...\n" + "\n".join(f"  {k:8s} {v}" for k, v in commands.items()))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     from nablafx.utils import USER_ERRORS
 
@@ -60,6 +61,10 @@ def main(argv=None) -> int:
             from nablafx.evaluation import table
 
             return table.main(argv[1:])
+        if argv[0] == "record":
+            from nablafx.evaluation import table
+
+            return table.record_main(argv[1:])
         return _process(argv[1:])
     except USER_ERRORS as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)

@@ -1,29 +1,41 @@
 """Save and load a trained model: ``model.pt`` (state dict) + ``config.yaml`` (how to rebuild it).
 
-Loading needs neither Lightning nor DVC.
+Loading needs neither Lightning nor DVC.  The folder is written beside its target and swapped in
+whole; ``config.yaml`` records the nablafx version and folder format that wrote it and the SHA-256
+of ``model.pt``.  Weights load with ``torch.load(weights_only=True)`` only; a folder of another
+format is refused with both versions named.
 """
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 
-import torch
 import yaml
 from torch import nn
 
+from nablafx import fileio
 from nablafx.registry import build_model
+
+FORMAT_VERSION = 1  # model.pt = state dict of tensors; config.yaml = spec, knobs, rate, run info, model_sha256
+RETRAIN = "retrain it (dvc repro train)"
 
 
 def save_model(model: nn.Module, out_dir: str | Path, **info) -> None:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"spec": model.config(), "n_knobs": int(getattr(model, "n_knobs", 0)),
-              "sample_rate": int(model.sample_rate), **info}
-    tmp_pt, tmp_cfg = out / "model.pt.tmp", out / "config.yaml.tmp"
-    torch.save(model.state_dict(), tmp_pt)
-    tmp_cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    tmp_pt.replace(out / "model.pt")
-    tmp_cfg.replace(out / "config.yaml")
+    fileio.remove_stale(out)
+    tmp = fileio.new_sibling_dir(out)
+    try:
+        fileio.save_torch(model.state_dict(), tmp / "model.pt")
+        config = {"spec": model.config(), "n_knobs": int(getattr(model, "n_knobs", 0)),
+                  "sample_rate": int(model.sample_rate), **info, **fileio.written_by(FORMAT_VERSION),
+                  "model_sha256": hashlib.sha256((tmp / "model.pt").read_bytes()).hexdigest()}
+        fileio.write_text_atomic(tmp / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        fileio.replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def load_model(model_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict]:
@@ -31,11 +43,22 @@ def load_model(model_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Mod
     cfg_path = model_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: not found (train a model first: dvc repro train)")
-    config = yaml.safe_load(cfg_path.read_text())
+    try:
+        config = yaml.safe_load(cfg_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise fileio.CorruptFileError(f"{cfg_path}: not valid YAML ({str(err).splitlines()[0]}); {RETRAIN}") from None
+    if not isinstance(config, dict):
+        raise fileio.CorruptFileError(f"{cfg_path}: not a mapping; {RETRAIN}")
+    fileio.check_written_by(model_dir, config, "model folder", FORMAT_VERSION, RETRAIN)
+    pt = model_dir / "model.pt"
+    state = fileio.load_torch(pt, "model weights file")
+    if hashlib.sha256(pt.read_bytes()).hexdigest() != config.get("model_sha256"):
+        raise fileio.CorruptFileError(f"{pt}: does not match the SHA-256 recorded in {cfg_path}; {RETRAIN}")
     spec = dict(config["spec"])
     n_knobs = config["n_knobs"]
     model = build_model(spec, n_knobs=config.get("data_n_knobs", n_knobs), sample_rate=config["sample_rate"],
                         key="spec", file=str(cfg_path))
-    model.load_state_dict(torch.load(model_dir / "model.pt", map_location=map_location, weights_only=True))
+    model.load_state_dict(state)
+    model.to(map_location)
     model.eval()
     return model, config

@@ -23,12 +23,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from nablafx import fileio
 from nablafx.config import data_config, read_section, section, setting
 from nablafx.dsp import biquad
 from nablafx.dsp.filters import freqz, fsm_impulse_response
@@ -38,6 +38,7 @@ from nablafx.processors import build_processor
 from nablafx.registry import resolve_variant
 
 SUMMARY = "summary.json"
+FORMAT_VERSION = 1  # layout of the folder: <stem>.pt state dicts + summary.json
 NONLINEAR_TYPES = ("mlp", "rational")
 FIR_TYPES = ("fir",)
 FIR_FLOOR = 1e-3  # −60 dB: magnitude floor of FIR targets (a short FIR cannot reach a biquad's zeros)
@@ -208,17 +209,17 @@ def _plain_spec(pspec: dict) -> dict:
 
 
 def save_pretrained(directory: str | os.PathLike, weights: dict[str, dict], summary: dict) -> Path:
-    """Write the folder atomically: a failure leaves an existing folder untouched."""
+    """Write the folder atomically: it is built beside ``directory`` and swapped in whole, so a
+    failure leaves an existing folder untouched."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    fileio.remove_stale(directory)
+    tmp = fileio.new_sibling_dir(directory)
     try:
         for stem, state in weights.items():
-            torch.save(state, tmp / f"{stem}.pt")
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
+            fileio.save_torch(state, tmp / f"{stem}.pt")
+        summary = {**summary, **fileio.written_by(FORMAT_VERSION)}
+        fileio.write_text_atomic(tmp / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        fileio.replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -235,7 +236,11 @@ def load_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> lis
     summary_path = directory / SUMMARY
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path}: no pretraining summary (run the pretrain stage)")
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise fileio.CorruptFileError(f"{summary_path}: not valid JSON ({err}); rerun the pretrain stage") from None
+    fileio.check_written_by(directory, summary, "pretrained", FORMAT_VERSION, "rerun the pretrain stage")
     entries = summary.get("processors") or {}
     if not entries:
         return []
@@ -251,7 +256,7 @@ def load_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> lis
             have = _plain_spec(specs[i]) if i < len(specs) else None
             raise ValueError(f"{summary_path}: processor {i} was pretrained as {entry['spec']}, the model has "
                              f"{have}; rerun the pretrain stage for this model")
-        state = torch.load(directory / f"{stem}.pt", map_location="cpu", weights_only=True)
+        state = fileio.load_torch(directory / f"{stem}.pt", "pretrained weights file")
         processors[i].load_state_dict(state)
         loaded.append(stem)
     return loaded

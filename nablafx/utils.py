@@ -1,34 +1,26 @@
-"""Small shared helpers: atomic writes, one-line errors for stages."""
+"""Small shared helpers: atomic writes and safe loads (from :mod:`nablafx.fileio`), one-line errors
+for stages."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 from nablafx.errors import ConfigError, DatasetError
+from nablafx.fileio import (  # noqa: F401  (re-exported: the helpers every stage writes through)
+    ArtifactError,
+    CorruptFileError,
+    UnsafeFileError,
+    atomic_open,
+    load_torch,
+    replace_dir,
+    save_torch,
+    savefig_atomic,
+    write_bytes_atomic,
+    write_json,
+    write_text_atomic,
+)
 
-USER_ERRORS = (DatasetError, ConfigError, FileNotFoundError, FloatingPointError)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file + rename, so a failure never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+USER_ERRORS = (DatasetError, ConfigError, ArtifactError, FileNotFoundError, FloatingPointError)
 
 
 def run_stage(main, argv=None) -> int:

@@ -20,11 +20,14 @@ def main(argv=None):
     report = {k: v for k, v in index.items() if k not in ("items", "files")}  # per-file hashes: index only
     write_json(args.out, index)
     write_json(args.report, report)
+    for line in index["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     s = index["splits"]
     print(f"prepare: {cfg.device}: {len(index['settings'])} knob settings {index['knob_letters']}, "
           f"train {s['train']['seconds']} s, val {s['val']['seconds']} s, test {s['test']['seconds']} s, "
           f"max |latency| {index['max_abs_latency_samples']} samples, "
-          f"{index['data_hash']['files']} files sha256 {index['data_hash']['sha256'][:12]}")
+          f"{index['data_hash']['files']} files sha256 {index['data_hash']['sha256'][:12]}, "
+          f"{len(index['warnings'])} warning(s)")
 
 
 if __name__ == "__main__":

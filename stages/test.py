@@ -1,7 +1,9 @@
 """DVC stage `test`: score the trained model on the test passages."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -10,6 +12,7 @@ from nablafx.data.index import load_index
 from nablafx.errors import ConfigError
 from nablafx.evaluation.evaluate import evaluate
 from nablafx.export import load_model
+from nablafx.provenance import record
 from nablafx.utils import run_stage, write_json, write_text_atomic
 
 
@@ -21,6 +24,8 @@ def main(argv=None):
     ap.add_argument("--metrics", default="reports/metrics.json")
     ap.add_argument("--per-knob", default="reports/per_knob.csv")
     ap.add_argument("--pred-dir", default="artifacts/test")
+    ap.add_argument("--provenance", default="reports/provenance.json",
+                    help="written: where the model was trained and these metrics computed")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     tcfg = test_config(params)
@@ -36,6 +41,9 @@ def main(argv=None):
                "model": {"variant": config["variant"], "family": config["spec"]["family"],
                          "params": config["params"], "device": config["device"]}}
     write_text_atomic(args.per_knob, pd.DataFrame(result["rows"]).to_csv(index=False, float_format="%.6g"))
+    train_prov = Path(args.model_dir) / "provenance.json"
+    write_json(args.provenance, {"train": json.loads(train_prov.read_text()) if train_prov.is_file() else None,
+                                 "test": record(params)})
     write_json(args.metrics, metrics)
     t = metrics["test"]
     print(f"test: {config['variant']} on {config['device']}: ESR {t['esr']:.4f}, MAE {t['mae']:.5f}, "

@@ -2,10 +2,12 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from nablafx.config import load_params
+from nablafx.provenance import record
 from nablafx.training.train import run_training
-from nablafx.utils import run_stage
+from nablafx.utils import run_stage, write_json
 
 
 def main(argv=None):
@@ -17,8 +19,9 @@ def main(argv=None):
     ap.add_argument("--live-dir", default="dvclive/train")
     ap.add_argument("--pretrained", default=None, help="folder written by the pretrain stage")
     args = ap.parse_args(argv)
-    info = run_training(load_params(args.params), args.index, args.model_dir, args.ckpt_dir,
-                        args.live_dir, args.pretrained)
+    params = load_params(args.params)
+    info = run_training(params, args.index, args.model_dir, args.ckpt_dir, args.live_dir, args.pretrained)
+    write_json(Path(args.model_dir) / "provenance.json", record(params))
     print(f"train: {info['variant']} ({info['params']} params) on {info['device']}: {info['steps']} steps "
           f"in {info['train_seconds']} s on {info['accelerator']}, best val ESR {info['best_val_esr']:.4f}")
 

@@ -72,10 +72,14 @@ def test_processor_and_controller_option_errors_nest_their_keys():
 
 
 def test_saved_model_errors_name_its_config_file(tmp_path):
-    from nablafx.export import load_model
+    from nablafx.export import load_model, save_model
 
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"spec": {"family": "tcn", "chanels": 4}, "n_knobs": 0,
-                                                          "sample_rate": 48000}))
+    model = registry.build_model({"family": "tcn", "channels": 4, "blocks": 1, "kernel_size": 3,
+                                  "dilation_growth": 2, "cond": "none"}, n_knobs=0)
+    save_model(model, tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["spec"]["chanels"] = config["spec"].pop("channels")  # a typo in a saved model's spec
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=rf"^{tmp_path / 'config.yaml'}: spec\.chanels: unknown option"):
         load_model(tmp_path)
 

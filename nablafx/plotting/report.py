@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nablafx.data.audio import read_audio
-from nablafx.utils import write_text_atomic
+from nablafx.fileio import savefig_atomic, write_text_atomic
 
 
 def _plt():
@@ -46,7 +46,7 @@ def loss_figure(live_dir: str | Path, out_png: str | Path) -> bool:
         axes[1].plot(*curves["val/esr"], marker="o", ms=3, color="C2")
     axes[1].set(xlabel="step", ylabel="ESR", yscale="log", title="validation ESR")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    savefig_atomic(fig, out_png, dpi=110)
     plt.close(fig)
     return True
 
@@ -81,7 +81,7 @@ def example_figure(index: dict, rows: list[dict], pred_dir: str | Path, out_png:
         ax.specgram(sig[: 6 * sr] + 1e-9, NFFT=2048, Fs=sr, noverlap=1536, cmap="magma", vmin=-140, vmax=-20)
         ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)", ylim=(0, 16000))
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    savefig_atomic(fig, out_png, dpi=100)
     plt.close(fig)
     return row
 

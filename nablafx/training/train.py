@@ -1,21 +1,24 @@
 """The `train` stage's logic: build the variant, train it with Lightning, save the best model.
 
 Epochs are ``val_every_n_steps`` long; each ends with validation and a checkpoint (best and
-last).  A run killed mid-way restarts from ``last.ckpt`` when its signature (variant, model
+last).  A run killed mid-way restarts from its last checkpoint when its signature (variant, model
 options, training params, prepared index) matches — the data of every epoch is a pure function
-of the seed and epoch number, so the resumed run ends where an uninterrupted one would.
+of the seed and epoch number, so the resumed run ends where an uninterrupted one would, with the
+same logs.  Everything that can be checked is checked before anything is written; a run then
+trains into ``<ckpt_dir>.partial`` and ``<live_dir>.partial`` and only replaces the model folder,
+the checkpoints and the logs once it has finished (see :mod:`nablafx.training.checkpoints`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from nablafx import fileio
 from nablafx.config import data_config, train_config
 from nablafx.data.index import load_index
 from nablafx.export import save_model
@@ -57,43 +60,32 @@ def _signature(variant: str, model, tcfg, index_path: Path) -> dict:
             "index_md5": hashlib.md5(index_path.read_bytes()).hexdigest()}
 
 
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            keys.append(f"{prefix}{k}")
-    return keys
-
-
-def _resume_point(ckpt_dir: Path, signature: dict, mode: str) -> Path | None:
-    last = ckpt_dir / "last.ckpt"
-    if mode == "off":
-        return None
-    if not last.is_file():
-        if mode == "require":
-            raise ConfigError(f"params.yaml: train.resume=require but {last} does not exist")
-        return None
-    saved = torch.load(last, map_location="cpu", weights_only=False).get("nablafx_signature", {})
-    diff = _diff_keys(saved, signature)
-    if diff:
-        if mode == "require":
-            raise ConfigError(f"params.yaml: train.resume=require but {last} was trained with different "
-                              f"settings: {', '.join(diff)}")
-        print(f"train: not resuming {last}: settings changed ({', '.join(diff)})")
-        return None
-    return last
+def check_accelerator(tcfg) -> None:
+    """One-line ConfigError naming ``train.accelerator`` / ``train.devices`` when the machine lacks them."""
+    acc = tcfg.accelerator
+    if acc in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"params.yaml: train.accelerator: {acc!r} needs a CUDA GPU and none is available "
+                              "here (torch.cuda.is_available() is False); use 'auto' or 'cpu'")
+        n = torch.cuda.device_count()
+        if tcfg.devices > n:
+            raise ConfigError(f"params.yaml: train.devices: {tcfg.devices} GPUs asked for, this machine has {n}")
+    elif acc == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("params.yaml: train.accelerator: 'mps' is not available here; use 'auto' or 'cpu'")
 
 
 def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkpoints",
                  live_dir="dvclive/train", pretrained_dir=None) -> dict:
-    """Validate everything first, then train; ``model_dir`` is only replaced at the very end."""
+    """Validate everything first, then train in the ``.partial`` folders; the model folder, the
+    checkpoints and the logs are only replaced once the run has finished."""
     dcfg, tcfg = data_config(params), train_config(params)
     index_path = Path(index_path)
     index = load_index(index_path, dcfg.device)
+    check_accelerator(tcfg)
     import lightning as L
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     L.seed_everything(tcfg.seed, workers=True, verbose=False)  # before building: initial weights are seeded too
     variant, model, variant_lr = build_from_params(params, index["n_knobs"], index["sample_rate"])
@@ -107,16 +99,32 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         raise ConfigError(f"params.yaml: train.tbptt_samples: {tcfg.tbptt_samples} is shorter than the spectral "
                           "loss terms' largest window; use ≥ 4096 or time-domain terms only")
     signature = _signature(variant, model, tcfg, index_path)
-    ckpt_dir = Path(ckpt_dir)
-    resume_from = _resume_point(ckpt_dir, signature, tcfg.resume)
+    ckpt_dir, model_dir = Path(ckpt_dir), Path(model_dir)
+    live_dir = Path(live_dir) if live_dir else None
+    # DDP: every rank runs this function; only the launching rank (0) touches the file system
+    rank0 = getattr(rank_zero_only, "rank", 0) == 0
 
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from torch.utils.data import DataLoader
 
-    from nablafx.data.datasets import (AudioBank, EpochSampler, RandomChunkDataset, SequentialChunkDataset,
-                                       target_power)
+    from nablafx.data.datasets import (
+        AudioBank,
+        EpochSampler,
+        RandomChunkDataset,
+        SequentialChunkDataset,
+        target_power,
+    )
+    from nablafx.training.checkpoints import (
+        RunCheckpoint,
+        RunRecord,
+        SafeCheckpointIO,
+        find_resume_point,
+        partial_dir,
+        prepare_partial,
+    )
     from nablafx.training.system import MONITOR, EffectSystem
 
+    resume = find_resume_point(ckpt_dir, signature, tcfg.resume, verbose=rank0)  # reads only
     sr = index["sample_rate"]
     chunk = int(round(tcfg.chunk_seconds * sr))
     context = context_for(model, tcfg)
@@ -139,37 +147,45 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
                           tbptt=tcfg.tbptt_samples, sample_rate=sr, pre_emphasis=tcfg.pre_emphasis,
                           signature=signature,
                           loss_floor=target_power(train_items, bank, tcfg.pre_emphasis) * 10 ** (tcfg.loss_floor_db / 10))
-    if resume_from is None:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        if live_dir:
-            shutil.rmtree(live_dir, ignore_errors=True)
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="min",
-                           save_top_k=1, save_last=True, enable_version_counter=False)
+    part = partial_dir(ckpt_dir)
+    live_part = partial_dir(live_dir) if live_dir else None
+    ckpt = RunCheckpoint(dirpath=part, filename="best", monitor=MONITOR, mode="min",
+                         save_top_k=1, save_last=True, enable_version_counter=False)
     if live_dir:
         from dvclive.lightning import DVCLiveLogger
     # live_dir=None: no logger (e.g. a GPU check on a machine without dvclive)
-    logger = DVCLiveLogger(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False,
-                           resume=resume_from is not None) if live_dir else False
+    logger = DVCLiveLogger(dir=str(live_part), dvcyaml=None, save_dvc_exp=False,
+                           resume=resume is not None) if live_dir else False
     precision = resolve_precision(tcfg.precision, tcfg.accelerator)
-    trainer = L.Trainer(
-        max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices,
-        num_nodes=tcfg.num_nodes, strategy=tcfg.strategy, precision=precision,
-        logger=logger, callbacks=[ckpt], use_distributed_sampler=False,
-        limit_train_batches=epoch_steps, max_epochs=-1, check_val_every_n_epoch=1,
-        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=min(10, epoch_steps),
-        num_sanity_val_steps=0, default_root_dir=str(ckpt_dir),
-        deterministic=True if tcfg.accelerator == "cpu" else None,
-    )
+    try:
+        trainer = L.Trainer(
+            max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices,
+            num_nodes=tcfg.num_nodes, strategy=tcfg.strategy, precision=precision,
+            logger=logger, callbacks=[ckpt, RunRecord(live_part)], plugins=[SafeCheckpointIO()],
+            use_distributed_sampler=False,
+            limit_train_batches=epoch_steps, max_epochs=-1, check_val_every_n_epoch=1,
+            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=min(10, epoch_steps),
+            num_sanity_val_steps=0, default_root_dir=str(part),
+            deterministic=True if tcfg.accelerator == "cpu" else None,
+        )
+    except (MisconfigurationException, ValueError) as err:
+        raise ConfigError(f"params.yaml: train.accelerator={tcfg.accelerator}, devices={tcfg.devices}, "
+                          f"strategy={tcfg.strategy}, precision={precision}: "
+                          f"{(str(err).strip().splitlines() or [type(err).__name__])[0]}") from None
+    # everything that can be checked has been: from here on only the .partial folders change
+    if rank0:
+        resume_from = prepare_partial(ckpt_dir, live_dir, resume)
+    else:
+        resume_from = part / resume[0].name if resume is not None else None
     sampler.step_fn = lambda: trainer.global_step
     t0 = time.perf_counter()
     trainer.fit(system, train_dl, val_dl, ckpt_path=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - t0
     if trainer.global_rank != 0:
         return {}
-    best = Path(ckpt.best_model_path) if ckpt.best_model_path else ckpt_dir / "best.ckpt"
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else part / "best.ckpt"
     if best.is_file():
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        system.load_state_dict(state)
+        system.load_state_dict(fileio.load_torch(best, "checkpoint")["state_dict"])
     model = system.model.cpu().float().eval()
     n_params = sum(p.numel() for p in model.parameters())
     best_score = ckpt.best_model_score
@@ -180,5 +196,10 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
             "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
             "precision": precision, "lr": tcfg.lr,
             "best_val_esr": float(best_score) if best_score is not None else None}
+    # the run has finished: replace the earlier results, the checkpoints last (a run killed in
+    # between still finds its finished .partial checkpoints and redoes these steps)
     save_model(model, model_dir, **info)
+    if live_dir:
+        fileio.replace_dir(live_part, live_dir)
+    fileio.replace_dir(part, ckpt_dir)
     return info

@@ -476,7 +476,7 @@ def build_dry(out: Path, gs_path: Path, sf2: str, tmp: Path) -> dict:
     for split, files in DRY_FILES.items():
         meta[split] = {}
         contents, sources = [], []
-        for name, kind, src in files:
+        for _name, kind, src in files:
             if kind == "midi":
                 contents.append(midi_content(src, sf2, tmp))
                 programs, _ = PASSAGES[src][0]()
@@ -558,7 +558,7 @@ def build_wet(out: Path, dry_meta: dict, tmp: Path, jobs: int) -> dict:
             gain_db = -float(np.ceil(2 * 20 * np.log10(peak / CLIP_LIMIT)) / 2)
         g = 10 ** (gain_db / 20)
         renders, polarity = [], []
-        for (code, st, s, n), w in zip(tasks, wets):
+        for (code, _st, s, n), w in zip(tasks, wets):
             w = w * g
             d = dry[(s, n)]
             where = f"{dev_name}/{s}/{code}/{n}"

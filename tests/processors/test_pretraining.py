@@ -111,3 +111,29 @@ def test_stage_script(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text()) == before
     with pytest.raises(ConfigError, match="unknown variant 'nope'"):
         run_pretraining(small_params("gb-fuzz"), out, "nope")
+
+
+def test_crafted_or_foreign_pretrained_folders_are_refused(tmp_path):
+    from nablafx import __version__
+    from nablafx.fileio import ArtifactError, UnsafeFileError
+
+    from ..test_fileio import crafted_torch_file
+
+    out = tmp_path / "pre"
+    run_pretraining(small_params("gb-dist"), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pre"]  # built beside it and swapped in, nothing left
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nablafx_version"] == __version__ and summary["format_version"] == 1
+    model = build_model(PARAMS["variants"]["gb-dist"], n_knobs=0)
+    marker = tmp_path / "MARKER"
+    good = (out / "p2-mlp.pt").read_bytes()
+    crafted_torch_file(out / "p2-mlp.pt", marker)
+    with pytest.raises(UnsafeFileError) as err:
+        load_pretrained(model, out)
+    assert str(err.value).startswith(f"{out / 'p2-mlp.pt'}: refused to load this pretrained weights file")
+    assert not marker.exists()
+    (out / "p2-mlp.pt").write_bytes(good)
+    (out / "summary.json").write_text(json.dumps({**summary, "format_version": 7, "nablafx_version": "9.9"}))
+    with pytest.raises(ArtifactError, match=f"written by nablafx 9.9 \\(pretrained format 7\\), this is nablafx "
+                                            f"{__version__} \\(pretrained format 1\\): rerun the pretrain stage"):
+        load_pretrained(model, out)
