@@ -112,6 +112,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         EpochSampler,
         RandomChunkDataset,
         SequentialChunkDataset,
+        check_training_targets,
         target_power,
     )
     from nablafx.training.checkpoints import (
@@ -131,6 +132,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     items = [i for i in index["items"] if i["split"] in ("train", "val")]
     bank = AudioBank(items, sr)
     train_items = [i for i in items if i["split"] == "train"]
+    check_training_targets(train_items, bank)  # silent / DC-only targets: one line, before any step
     val_items = [i for i in items if i["split"] == "val"]
     epoch_steps = min(tcfg.val_every_n_steps, tcfg.max_steps)
     train_ds = RandomChunkDataset(train_items, bank, chunk, context, epoch_steps * tcfg.batch_size, tcfg.seed)
