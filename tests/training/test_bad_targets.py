@@ -91,12 +91,17 @@ def test_train_refuses_it_before_a_step_when_the_index_predates_it(work, capsys,
         run_training(_params(work / "data"), work / "artifacts/prepared/index.json", work / "m", work / "c")
 
 
+@pytest.mark.slow
 def test_a_target_with_a_dc_offset_trains_finite_and_learns_the_offset(work, monkeypatch):
-    """Every target +0.3 (a device or interface with a DC offset on a signal): accepted, and the
-    model learns the offset — finite losses, the last below the first, the prediction's mean
-    moved toward the target's."""
+    """Every target −0.3 (a device or interface with a DC offset on a signal): accepted, and
+    training on it is finite, its loss falls, and the output's mean moves toward the target's
+    (the untrained LSTM's is +0.33 with this seed)."""
+    import torch
+
+    from nablafx.export import load_model
+
     for p in (work / "data/Fake-Drive").rglob("*.target.wav"):
-        _rewrite(p, lambda x: x + 0.3)
+        _rewrite(p, lambda x: x - 0.3)
     assert run_stage(prepare_stage.main, []) == 0
     losses = []
     original = system_mod.EffectSystem.training_step
@@ -107,16 +112,22 @@ def test_a_target_with_a_dc_offset_trains_finite_and_learns_the_offset(work, mon
         return out
 
     monkeypatch.setattr(system_mod.EffectSystem, "training_step", recording)
-    params = _params(work / "data", max_steps=30, val_every_n_steps=30, lr=0.02)
-    info = run_training(params, work / "artifacts/prepared/index.json", work / "m", work / "c")
-    assert info["steps"] == 30 and len(losses) == 30 and all(math.isfinite(v) for v in losses)
-    assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
-    import torch
-
-    from nablafx.export import load_model
-
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        params = _params(work / "data", max_steps=20, val_every_n_steps=20, lr=0.02, chunk_seconds=0.1)
+        info = run_training(params, work / "artifacts/prepared/index.json", work / "m", work / "c")
+    finally:
+        torch.set_num_threads(threads)
+    assert info["steps"] == 20 and len(losses) == 20 and all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-5:]) < losses[0], losses
     model, _ = load_model(work / "m")
     x, _ = sf.read(str(work / "data/DRY-with-markers/trainval/trainval-a.input.wav"), dtype="float32")
     with torch.no_grad():
-        y, _ = model(torch.from_numpy(x)[None, None], torch.tensor([[0.5, 0.0]]))
-    assert float(y.mean()) > 0.15  # the untrained LSTM's output mean is ≈ 0; the target's is 0.3
+        trained = float(model(torch.from_numpy(x)[None, None], torch.tensor([[0.5, 0.0]]))[0].mean())
+        torch.manual_seed(0)
+        from nablafx.training.train import build_from_params
+
+        untrained = float(build_from_params(params, 2, 48000)[1](torch.from_numpy(x)[None, None],
+                                                                  torch.tensor([[0.5, 0.0]]))[0].mean())
+    assert trained < untrained - 0.2, (trained, untrained)

@@ -102,9 +102,9 @@ def test_an_inverted_output_scores_badly_on_quiet_material(quiet):
     bank = AudioBank(train, SR)
     floor = target_power(train, bank) * 10 ** (tcfg.loss_floor_db / 10)
     loss = WeightedLoss(tcfg.loss, floor=floor)
-    ds = RandomChunkDataset(train, bank, int(0.25 * SR), 0, 20 * tcfg.batch_size, tcfg.seed)
+    ds = RandomChunkDataset(train, bank, int(0.25 * SR), 0, 12 * tcfg.batch_size, tcfg.seed)
     loud_batches = 0
-    for b in range(20):
+    for b in range(12):
         y = torch.stack([ds[b * tcfg.batch_size + j][1] for j in range(tcfg.batch_size)])
         inverted, terms_inv = loss(-y, y)
         silent, terms_zero = loss(torch.zeros_like(y), y)
@@ -113,7 +113,7 @@ def test_an_inverted_output_scores_badly_on_quiet_material(quiet):
         if float(crop_db.max()) > -30:
             loud_batches += 1
             assert float(terms_inv["esr"]) >= 3.0 and float(inverted) > float(silent), (b, crop_db.flatten())
-    assert loud_batches >= 10
+    assert loud_batches >= 6
 
 
 def _val_esr(base, index_path, params, model_dir) -> float:
