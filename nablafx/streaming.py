@@ -89,6 +89,43 @@ def process_in_blocks(model: nn.Module, x: torch.Tensor, knobs: torch.Tensor | N
     return torch.cat(outs, dim=-1)
 
 
+def state_leaves(state: State) -> list:
+    """Every leaf of a state (tensors, ints, None), depth first."""
+    if isinstance(state, dict):
+        return [leaf for k in state for leaf in state_leaves(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [leaf for v in state for leaf in state_leaves(v)]
+    return [state]
+
+
+def clone_state(state: State) -> State:
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        return {k: clone_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(clone_state(v) for v in state)
+    return state
+
+
+def state_distance(a: State, b: State) -> float:
+    """Largest difference between the tensors of two states (inf when their structures differ;
+    positions and other plain values are not compared)."""
+    la, lb = state_leaves(a), state_leaves(b)
+    if len(la) != len(lb):
+        return math.inf
+    dist = 0.0
+    for x, y in zip(la, lb):
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.shape != y.shape:
+                return math.inf
+            if x.numel():
+                dist = max(dist, float((x - y).abs().max()))
+        elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            return math.inf
+    return dist
+
+
 def knob_slice(knobs: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
     """The knobs of samples ``start:stop`` of a call (per-sample knobs are sliced, constant ones kept)."""
     if knobs is None or knobs.dim() == 2:
@@ -116,9 +153,14 @@ class StreamEngine:
       trajectory, computed by a second stream of the model fed zeros.  A network's response to
       silence — the DC its biases leave, a recurrent state's drift when a knob moves — is not sound
       the effect makes, and here it cancels exactly (digital silence in, digital silence out, knobs
-      moving or not).  When the knobs are still and the silence stream's output has settled (constant
-      within ``settle_tol`` over a whole block), its last value is reused and it stops running: the
-      reference then costs nothing until the knobs move again.  ``False`` gives the model's raw output.
+      moving or not).  When the knobs are still and the silence stream has settled, its last value is
+      reused and it stops running: the reference then costs nothing until the knobs move again.
+      Settled: its output constant within ``settle_tol``, and its state at a fixed point — compared
+      over spans of two periods of the model's slowest internal clock (block-pooled conditioning,
+      dynamic controllers' frames: a state that did not step is not a settled one), the change over
+      the last span is 0, or shrinking geometrically with ``change / (1 − ratio) ≤ settle_tol`` (the
+      distance left to the fixed point: a slowly converging state is not frozen early).
+      ``False`` gives the model's raw output.
     """
 
     def __init__(self, model, block_size: int, batch: int = 1, knobs=None, smoothing_ms: float = 20.0,
@@ -137,6 +179,11 @@ class StreamEngine:
         self.ref_state = model.init_state(batch, dtype=dtype) if silence_reference else None
         self.ref_value: torch.Tensor | None = None  # the settled silence output, (B, 1, 1)
         self._ref_last: torch.Tensor | None = None
+        self._ref_snapshot = None  # a copy of the silence state once its output is still
+        self._ref_still = 0  # samples of still output since the snapshot
+        self._ref_change = math.inf  # the state's change over the previous span
+        clocks = [int(getattr(m, a, 0) or 0) for m in model.modules() for a in ("block_size", "hop")]
+        self.settle_span = 2 * max([1, *clocks])
         self.samples = 0
         self._ramp_from = self._ramp_to = None
         self._ramp_pos = 0
@@ -207,14 +254,28 @@ class StreamEngine:
         moving = knobs is not None and knobs.dim() == 3
         if self.ref_value is not None and not moving:
             return self.ref_value  # settled: the silence stream would give this value again
+        if self.ref_value is not None:  # the knobs move again: restart the settling from scratch
+            self._ref_snapshot, self._ref_change = None, math.inf
         self.ref_value = None
         zeros = torch.zeros(self.batch, 1, n, dtype=self.dtype)
         r, self.ref_state = self.model(zeros, knobs, self.ref_state)
         last = r[..., -1:]
+        still = False
         if not moving and self._ref_last is not None:
             spread = torch.maximum((r - last).abs().amax(), (self._ref_last - last).abs().amax())
-            if float(spread) <= self.settle_tol:
-                self.ref_value = last.clone()
+            still = float(spread) <= self.settle_tol
+        if not still:
+            self._ref_snapshot, self._ref_change = None, math.inf
+        elif self._ref_snapshot is None:
+            self._ref_snapshot, self._ref_still = clone_state(self.ref_state), 0  # (some states update in place)
+        else:
+            self._ref_still += n
+            if self._ref_still >= self.settle_span:
+                change = state_distance(self._ref_snapshot, self.ref_state)
+                ratio = change / self._ref_change if self._ref_change > 0 else math.inf
+                if change == 0.0 or (ratio < 1.0 and change / (1.0 - ratio) <= self.settle_tol):
+                    self.ref_value = last.clone()  # at a fixed point: the same state, the same output
+                self._ref_snapshot, self._ref_still, self._ref_change = clone_state(self.ref_state), 0, change
         self._ref_last = None if moving else last.clone()
         return r
 
