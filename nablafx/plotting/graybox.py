@@ -54,6 +54,7 @@ class KnobSweeps:
         return out
 
 
+@torch.no_grad()
 def _static_params(ctrl, knobs: np.ndarray, dtype=torch.float32) -> torch.Tensor:
     """Normalised parameters ``(V, P)`` of a static / static-cond controller for knob rows ``(V, K)``."""
     n = max(1, knobs.shape[0])
@@ -81,6 +82,7 @@ def filter_response(proc, params: torch.Tensor | None, n_fft: int = N_FFT) -> np
     return h.detach().cpu().numpy().astype(np.complex128)
 
 
+@torch.no_grad()
 def filter_figure(index: int, proc, ctrl, sweeps: KnobSweeps, out_dir, sample_rate: int) -> Figure:
     """Magnitude (dB) and phase (degrees) of a filter block, one column per knob sweep."""
     groups = sweeps.sweeps(ctrl.uses_knobs) if proc.n_params else [("", np.array([np.nan]), np.zeros((1, 0)))]
@@ -113,6 +115,7 @@ def filter_figure(index: int, proc, ctrl, sweeps: KnobSweeps, out_dir, sample_ra
                   "unchanged; a bump is a boost, a dip a cut.", data)
 
 
+@torch.no_grad()
 def nonlinearity_figure(index: int, proc, ctrl, sweeps: KnobSweeps, out_dir, block_input: torch.Tensor | None) -> Figure:
     """Transfer curve(s) of a static nonlinearity over the range of values that reach it."""
     peak = float(block_input.abs().max()) if block_input is not None and block_input.numel() else 1.0
@@ -173,6 +176,7 @@ def compressor_static_curve(proc: Compressor, params: torch.Tensor, levels_db: n
     return out
 
 
+@torch.no_grad()
 def compressor_figure(index: int, proc: Compressor, ctrl, sweeps: KnobSweeps, out_dir, block_input: torch.Tensor,
                       sample_rate: int) -> Figure:
     """Static curve per knob sweep (measured on held levels; the formula dashed) and the gain
@@ -225,6 +229,7 @@ def compressor_figure(index: int, proc: Compressor, ctrl, sweeps: KnobSweeps, ou
                   "recoveries.", data)
 
 
+@torch.no_grad()
 def controller_map_figure(model, sweeps: KnobSweeps, out_dir) -> Figure | None:
     """Knob → parameter map of every static-conditional controller (real units, one knob moved)."""
     blocks = [(i, p, c) for i, (p, c) in enumerate(zip(model.processors, model.controllers))
@@ -261,6 +266,7 @@ def controller_map_figure(model, sweeps: KnobSweeps, out_dir) -> Figure | None:
                   "A flat line: the knob does not act on that parameter.", data)
 
 
+@torch.no_grad()
 def trajectory_figure(model, trace: list[dict], out_dir, sample_rate: int) -> Figure | None:
     """Parameters of time-varying (dynamic) controllers over the test excerpt, in real units."""
     blocks = [(i, p, c) for i, (p, c) in enumerate(zip(model.processors, model.controllers)) if c.time_varying]
@@ -293,6 +299,7 @@ def trajectory_figure(model, trace: list[dict], out_dir, sample_rate: int) -> Fi
                   "that dips when the level rises is compression; its speed is the attack and release.", data)
 
 
+@torch.no_grad()
 def graybox_figures(model, sweeps: KnobSweeps, excerpt: torch.Tensor, out_dir: str | Path) -> list[Figure]:
     """Every gray-box view of ``model`` for the dry ``excerpt (n,)`` (traced at the middle setting)."""
     sr = model.sample_rate

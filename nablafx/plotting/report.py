@@ -150,7 +150,8 @@ def build_report(inp: Inputs, cfg: ReportConfig, out: str | Path) -> str:
         remove_stale(out / name)
     stage = new_sibling_dir(out / "report", "new")
     try:
-        summary = _build(inp, cfg, out, stage)
+        with torch.no_grad():
+            summary = _build(inp, cfg, out, stage)
         for name in ("plots", "audio"):
             (stage / name).mkdir(exist_ok=True)
             replace_dir(stage / name, out / name)

@@ -16,7 +16,7 @@ SR = 48000
 
 def _tanh_sine_coefficients(drive: float, n: int) -> np.ndarray:
     """Fourier sine coefficients b_k of tanh(drive·sin θ) by quadrature (float64, independent of FFTs)."""
-    return np.array([2 / math.pi * integrate.quad(lambda th: math.tanh(drive * math.sin(th)) * math.sin(k * th),
+    return np.array([2 / math.pi * integrate.quad(lambda th, k=k: math.tanh(drive * math.sin(th)) * math.sin(k * th),
                                                   0, math.pi, limit=400, epsabs=1e-13)[0] for k in range(1, n + 1)])
 
 
