@@ -107,7 +107,7 @@ def test_info_on_a_trained_model(trained_dir):
     assert d["params"] == sum(p.numel() for p in model.parameters()) == cfg["params"]
     assert d["receptive_field"] == 1 + 2 * (1 + 4) and d["latency_samples"] == 0
     assert d["knobs"] == [{"letter": "D", "name": "Drive"}, {"letter": "T", "name": "Tone"}]
-    assert d["training"]["steps"] == 4 and d["training"]["best_val_loss"] == cfg["best_val_loss"]
+    assert d["training"]["steps"] == 4 and d["training"]["best_val_esr"] == cfg["best_val_esr"]
     metrics = json.loads((trained_dir / "reports/metrics.json").read_text())
     assert d["test"] == metrics["test"]
     text = nablafx("info", "artifacts/model", cwd=trained_dir)
