@@ -14,7 +14,8 @@ format, ``params.yaml: <key path>: <problem>``:
     params.yaml: train.loss.l3: unknown loss term 'l3'; known: l1, mse, esr, dc, mrstft, melstft
 
 Sections here: ``data``, ``train``, ``test``.  ``pretrain`` (:mod:`nablafx.pretraining`), ``fad``
-(:mod:`nablafx.evaluation.fad`) and ``cost`` (:mod:`nablafx.evaluation.cost`) are declared next to
+(:mod:`nablafx.evaluation.fad`), ``cost`` (:mod:`nablafx.evaluation.cost`) and ``report``
+(:mod:`nablafx.plotting.report`) are declared next to
 the code that uses them with the same decorator; ``model`` / ``aliases`` / ``variants`` are read by
 :mod:`nablafx.registry`.  :data:`SECTION_NAMES` lists every top-level key.
 
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 # every top-level key of params.yaml: registry keys first, then the sections
-SECTION_NAMES = ("model", "aliases", "variants", "data", "train", "test", "pretrain", "fad", "cost")
+SECTION_NAMES = ("model", "aliases", "variants", "data", "train", "test", "pretrain", "fad", "cost", "report")
 SECTIONS: dict[str, type] = {}  # section name → dataclass, filled by @section
 
 

@@ -29,12 +29,14 @@ class BlockModulation(nn.Module):
     def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
         w = self.proj.weight
         bias = self.proj.bias + self.one.to(w.dtype)
-        if knobs is not None:
+        if knobs is not None and knobs.dim() == 2:
             bias = torch.addmm(bias, knobs, w[:, self.hidden :].t())  # (B, 2C)
         else:
             bias = bias.expand(hs.shape[0], -1)
         ss = torch.baddbmm(bias[:, :, None], w[:, : self.hidden].expand(hs.shape[0], -1, -1), hs.transpose(1, 2))
         ss = expand_blocks(ss, pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
+        if knobs is not None and knobs.dim() == 3:  # per-sample knobs: their term per sample, (B, 2C, T)
+            ss = ss + torch.matmul(w[:, self.hidden :], knobs)
         return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
 
 
