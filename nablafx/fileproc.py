@@ -77,20 +77,26 @@ def process_file(model_dir, input_path, output_path, knob_assignments=(), knobs_
     from nablafx.progress import Progress
     from nablafx.streaming import StreamEngine
 
-    torch.set_grad_enabled(False)
-    torch.set_num_threads(1)  # one instance on one core, as in a host: small blocks only lose to more threads
-    model, _ = load_model(model_dir)
-    xm = resample(x, rate_in, model_rate)
-    channels, n = xm.shape
-    engine = StreamEngine(model, block, batch=channels, knobs=knobs or None, silence_reference=silence_reference)
-    prog = Progress(n, "process", unit="s", scale=1.0 / model_rate, stream=stream, enabled=progress)
-    xt = torch.from_numpy(np.ascontiguousarray(xm))[:, None, :]
-    out = np.empty_like(xm)
-    for start in range(0, n, block):
-        y = engine.process(xt[..., start : start + block])
-        out[:, start : start + block] = y[:, 0].numpy()
-        prog.update(min(block, n - start))
-    prog.close()
+    # one instance on one core, as in a host (small blocks only lose to more threads); the caller's grad
+    # mode and thread count are restored afterwards (process_file also runs inside other programs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            model, _ = load_model(model_dir)
+            xm = resample(x, rate_in, model_rate)
+            channels, n = xm.shape
+            engine = StreamEngine(model, block, batch=channels, knobs=knobs or None, silence_reference=silence_reference)
+            prog = Progress(n, "process", unit="s", scale=1.0 / model_rate, stream=stream, enabled=progress)
+            xt = torch.from_numpy(np.ascontiguousarray(xm))[:, None, :]
+            out = np.empty_like(xm)
+            for start in range(0, n, block):
+                y = engine.process(xt[..., start : start + block])
+                out[:, start : start + block] = y[:, 0].numpy()
+                prog.update(min(block, n - start))
+            prog.close()
+    finally:
+        torch.set_num_threads(threads)
     y = resample(out, model_rate, rate_in)
     length = x.shape[1]
     if y.shape[1] < length:  # libsoxr's output length is rounded: pad or trim to the input's length

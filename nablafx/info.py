@@ -167,7 +167,7 @@ def describe_trained(model_dir: str | Path) -> dict:
         "sample_rate": sr,
         "knobs": [{"letter": letter, "name": name} for letter, name in knob_names(cfg, model_dir)],
         "device": cfg.get("device"),
-        "training": {k: cfg.get(k) for k in ("steps", "train_seconds", "best_val_loss", "lr", "accelerator",
+        "training": {k: cfg.get(k) for k in ("steps", "train_seconds", "best_val_esr", "lr", "accelerator",
                                              "precision", "resumed_from") if k in cfg},
         "test": (metrics or {}).get("test"),
         "test_metrics_file": str(metrics_path) if metrics_path else None,
@@ -188,8 +188,8 @@ def format_trained(d: dict) -> str:
     lines.append(f"  latency           {d['latency_samples']} samples")
     lines.append(f"  sample rate       {d['sample_rate']} Hz")
     lines.append(f"  knobs             {knobs}")
-    if tr.get("best_val_loss") is not None:
-        lines.append(f"  training metrics  best validation loss {tr['best_val_loss']:.4f}")
+    if tr.get("best_val_esr") is not None:
+        lines.append(f"  training metrics  best validation ESR {tr['best_val_esr']:.4f}")
     if d["test"]:
         t = d["test"]
         shown = ", ".join(f"{k} {t[k]:.4g}" for k in ("esr", "mae", "mrstft", "loudness_diff_lu") if k in t)

@@ -107,7 +107,7 @@ def test_info_on_a_trained_model(trained_dir):
     assert d["params"] == sum(p.numel() for p in model.parameters()) == cfg["params"]
     assert d["receptive_field"] == 1 + 2 * (1 + 4) and d["latency_samples"] == 0
     assert d["knobs"] == [{"letter": "D", "name": "Drive"}, {"letter": "T", "name": "Tone"}]
-    assert d["training"]["steps"] == 4 and d["training"]["best_val_loss"] == cfg["best_val_loss"]
+    assert d["training"]["steps"] == 4 and d["training"]["best_val_esr"] == cfg["best_val_esr"]
     metrics = json.loads((trained_dir / "reports/metrics.json").read_text())
     assert d["test"] == metrics["test"]
     text = nablafx("info", "artifacts/model", cwd=trained_dir)
@@ -181,3 +181,21 @@ def test_table_without_the_venv_on_path(tmp_path):
     assert res.returncode in (0, 2)
     if res.returncode == 2:  # not a DVC repository here: dvc itself ran and said so, in one line
         assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: dvc exp show failed")
+
+
+def test_process_file_in_process_restores_grad_mode_and_threads(trained_dir, tmp_path):
+    """process_file runs inside other programs (tests, notebooks): it must not leave autograd off or the
+    thread count at 1 (a global ``torch.set_grad_enabled(False)`` once broke later gradchecks)."""
+    from nablafx.fileproc import process_file
+
+    sf.write(tmp_path / "in.wav", np.zeros(480, dtype=np.float32), 48000, subtype="FLOAT")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        process_file(trained_dir / "artifacts/model", tmp_path / "in.wav", tmp_path / "out.wav",
+                     knobs_positional="0.5,0.5", block=64, progress=False)
+        assert (tmp_path / "out.wav").exists()
+        assert torch.is_grad_enabled()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
