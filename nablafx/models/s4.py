@@ -72,11 +72,11 @@ class S4Model(ConditionedStack):
         S4D layer comes out multiplied by its DC gain ``D + 2·Re Σ C̃/(1 − dA)`` (the slow real
         mode alone: 4·Re C ~ N(0, 8)), block after block through the residual stack, and rings with
         the SSMs' start-up transient from the zero state of every training crop.  With the default
-        1×1 conv initialisation the untrained model's output did not depend on its input: +8 to
-        +32 dBFS on digital silence, 3 to 40 dB above the target on playing (initial ESR 3 to 9·10³),
-        the losses of 10³–10⁶ in the first steps that quiet material made worse
-        (docs/training.md, "Quiet material").  Zeroed, silence in gives silence out and the
-        output starts below the target's level; training learns whatever offsets the device has."""
+        1×1 conv initialisation the untrained model's output hardly depended on its input (seed 0:
+        +9 dBFS on digital silence and 17 dB above the target for ``s4-film-b4-s32-c16``, +34 dBFS
+        and 42 dB for ``s4-tvf-b8-s32-c16``), which per-example ESR on quiet crops turned into
+        losses of 10¹³ (benchmarks/results/quiet_material.md; docs/training.md, "Quiet material").
+        Zeroed, silence in gives silence out; training learns whatever offsets the device has."""
         with torch.no_grad():
             for conv in (self.inp, self.out, *(b.mix for b in self.blocks)):
                 conv.bias.zero_()

@@ -116,6 +116,28 @@ def test_an_inverted_output_scores_badly_on_quiet_material(quiet):
     assert loud_batches >= 6
 
 
+@pytest.mark.parametrize("cond", ["none", "film", "tfilm", "tinytfilm", "tvfilm"])
+def test_untrained_s4_says_nothing_on_silence(cond):
+    """S4 starts without offsets: digital silence in gives exactly silence out, and a playing
+    input comes out below +12 dB of its level.  With the default 1×1-conv initialisation the
+    untrained model's output was +9 … +34 dBFS on silence (input-independent: the biases' DC
+    times the S4D layers' DC gain, plus their start-up transient), which turned every quiet
+    crop's per-example ESR into 1e8+ (benchmarks/results/quiet_material.md)."""
+    from nablafx.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"family": "s4", "blocks": 4, "state_dim": 32, "channels": 16, "cond": cond},
+                        n_knobs=2, sample_rate=SR)
+    knobs = torch.tensor([[0.6, 0.2]])
+    x = 0.1 * torch.randn(1, 1, 6000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        silent, _ = model(torch.zeros(1, 1, 6000), knobs)
+        y, _ = model(x, knobs)
+    assert torch.count_nonzero(silent) == 0
+    gain_db = 10 * math.log10(float(torch.mean(y[..., 2048:] ** 2) / torch.mean(x[..., 2048:] ** 2)))
+    assert math.isfinite(gain_db) and gain_db < 12, gain_db
+
+
 def _val_esr(base, index_path, params, model_dir) -> float:
     """Σ(y − ŷ)² / Σy² over every validation chunk, as the test stage scores (energy-weighted)."""
     import torch
