@@ -117,6 +117,16 @@ def test_info_on_a_trained_model(trained_dir):
         assert part in text.stdout, (part, text.stdout)
 
 
+def test_train_and_test_stages_report_progress(trained_dir):
+    logs = json.loads((trained_dir / "stage_stderr.json").read_text())
+    train = [ln for ln in logs["train"].splitlines() if ln.startswith("train: ")]
+    assert [ln.split(" ")[1] for ln in train] == ["1/4", "2/4", "3/4", "4/4"], logs["train"]
+    assert all(" loss " in ln and " steps/s, ETA " in ln for ln in train), train
+    assert "val " in train[-1]  # validation ran at step 2
+    test = [ln for ln in logs["test"].splitlines() if ln.startswith("test: ") and "passages (" in ln]
+    assert [ln.split(" ")[1] for ln in test] == ["1/3", "2/3", "3/3"], logs["test"]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
