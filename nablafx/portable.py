@@ -170,7 +170,7 @@ def exportable_copy(model: nn.Module, block: int) -> nn.Module:
     from nablafx.nn.blocks import CausalConv1d
     from nablafx.nn.ssm import S4D
 
-    m = copy.deepcopy(model).eval()
+    m = copy.deepcopy(model).eval().requires_grad_(False)  # a host runs it without autograd
     for module in list(m.modules()):
         if isinstance(module, CausalConv1d):
             module.ring = False
