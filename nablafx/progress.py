@@ -48,8 +48,9 @@ class Progress:
     """Progress of ``total`` units (``scale`` converts units to what is shown, e.g. samples → s)."""
 
     def __init__(self, total: float, label: str, unit: str = "", scale: float = 1.0, stream=None,
-                 every_s: float | None = None, tty: bool | None = None, enabled: bool = True):
+                 every_s: float | None = None, tty: bool | None = None, enabled: bool = True, initial: float = 0.0):
         self.total = float(total)
+        self.initial = float(initial)  # already done before this run (a resumed training): not in the rate
         self.label = label
         self.unit = unit
         self.scale = scale
@@ -57,7 +58,7 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
         self.every_s = every_seconds() if every_s is None else every_s
         self.enabled = enabled and (self.tty or self.every_s > 0)
-        self.done = 0.0
+        self.done = self.initial
         self.t0 = time.perf_counter()
         self._last = self.t0
         self._drawn = False
@@ -65,7 +66,7 @@ class Progress:
 
     def _text(self, fields: dict) -> str:
         elapsed = time.perf_counter() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else float("nan")
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else float("nan")
         left = (self.total - self.done) / rate if rate and rate == rate and rate > 0 else float("nan")
         pct = 100.0 * self.done / self.total if self.total > 0 else 100.0
         digits = 0 if self.scale == 1 else 1
@@ -80,7 +81,11 @@ class Progress:
         return text
 
     def update(self, n: float = 1.0, **fields) -> None:
-        self.done += n
+        self.set(self.done + n, **fields)
+
+    def set(self, done: float, **fields) -> None:
+        """Report ``done`` units so far (``update`` adds to it)."""
+        self.done = float(done)
         if not self.enabled:
             return
         now = time.perf_counter()

@@ -53,7 +53,7 @@ class DynamicController(Controller):
         return feats
 
     def forward(self, x, knobs=None, state=None):
-        batch, _, n = x.shape
+        batch, n = x.shape[0], int(x.shape[-1])  # plain ints (a tracer hands out tensor sizes)
         if state is None:
             state = self.init_state(batch, x.device, x.dtype)
         hop, pos = self.hop, state["pos"]
@@ -67,17 +67,18 @@ class DynamicController(Controller):
             return params.to(x.dtype), {"pos": pos + n, "peak": new_peak, "h": h, "c": c}
         first = torch.maximum(peak, ax[:, :n_first].amax(dim=-1))
         rest = ax[:, n_first:]
-        n_full, rem = divmod(rest.shape[-1], hop)
+        n_full, rem = divmod(n - n_first, hop)
         full = rest[:, : n_full * hop].reshape(batch, n_full, hop).amax(dim=-1)
         peaks = torch.cat([first[:, None], full], dim=1)  # (B, K) completed frames
         frame_knobs = None
         if self.n_knobs:  # each completed frame sees the knobs at its last sample
-            frame_knobs = knobs_at(knobs, [n_first - 1 + j * hop for j in range(peaks.shape[1])])
+            frame_knobs = knobs_at(knobs, [n_first - 1 + j * hop for j in range(1 + n_full)])
         out, (h, c) = self.lstm(self._features(peaks, frame_knobs).to(h.dtype), (h, c))
         new = torch.sigmoid(self.readout(out))  # (B, K, P)
         values = torch.cat([held[:, None], new], dim=1)  # (B, K + 1, P)
-        lengths = torch.tensor([n_first] + [hop] * n_full + [rem], device=x.device)
-        params = torch.repeat_interleave(values, lengths, dim=1).transpose(1, 2)  # (B, P, n)
+        lengths = [n_first] + [hop] * n_full + ([rem] if rem else [])  # (no empty run: exporters trip on it)
+        values = values[:, : len(lengths)]
+        params = torch.repeat_interleave(values, torch.tensor(lengths, device=x.device), dim=1).transpose(1, 2)
         new_peak = rest[:, n_full * hop:].amax(dim=-1) if rem else torch.zeros_like(peak)
         return params.to(x.dtype), {"pos": rem, "peak": new_peak, "h": h, "c": c}
 

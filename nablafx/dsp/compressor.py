@@ -35,7 +35,7 @@ import math
 
 import torch
 
-from nablafx.dsp.filters import iir_filter
+from nablafx.dsp.filters import block_recursion_on, iir_filter
 from nablafx.dsp.gain import amplitude_to_db
 
 _TINY = 1e-12  # gain reduction (dB) treated as zero in the log domain
@@ -65,7 +65,7 @@ def gain_computer(level_db: torch.Tensor, threshold_db: torch.Tensor, ratio: tor
 def init_compressor_state(batch: int, channels: int = 1, device=None, dtype=None):
     """``(r₁[−1], r₂[−1])``: the detector's last reduction values (dB), zero = no reduction."""
     z = torch.zeros(batch, channels, 1, device=device, dtype=dtype)
-    return (z, z.clone())
+    return (z, z.to(torch.float64))  # r₂ comes from iir_filter, whose state is float64
 
 
 def _per_example(v: torch.Tensor, batch: int, name: str) -> torch.Tensor:
@@ -75,6 +75,18 @@ def _per_example(v: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     if v.numel() != batch:
         raise ValueError(f"{name} must hold one value per example ({batch}), got shape {tuple(v.shape)}")
     return v.reshape(batch)
+
+
+def running_max(v: torch.Tensor) -> torch.Tensor:
+    """``cummax`` along the last axis; while exporting (:func:`~nablafx.dsp.filters.block_recursion`)
+    as ``log2(n)`` maxima of shifted copies (a Hillis–Steele scan: ONNX has no cumulative maximum)."""
+    if not block_recursion_on():
+        return torch.cummax(v, dim=-1).values
+    shift = 1
+    while shift < v.shape[-1]:
+        v = torch.cat([v[..., :shift], torch.maximum(v[..., shift:], v[..., :-shift])], dim=-1)
+        shift *= 2
+    return v
 
 
 def release_stage(r: torch.Tensor, alpha_r: torch.Tensor, r1_prev: torch.Tensor) -> torch.Tensor:
@@ -88,7 +100,7 @@ def release_stage(r: torch.Tensor, alpha_r: torch.Tensor, r1_prev: torch.Tensor)
     idx = torch.arange(n + 1, device=r.device, dtype=dt)  # index 0 holds r₁[−1]
     ramp = idx * log_a  # (B, 1, n+1)
     vals = torch.log(torch.cat([r1_prev.to(dt), r.to(dt)], dim=-1).clamp_min(_TINY))
-    log_r1 = ramp + torch.cummax(vals - ramp, dim=-1).values
+    log_r1 = ramp + running_max(vals - ramp)
     return torch.exp(log_r1[..., 1:]).to(r.dtype)
 
 

@@ -26,6 +26,9 @@ def evaluate(model, index: dict, pred_dir: str | Path | None = None, block_secon
     dry_cache: dict[str, np.ndarray] = {}
     sq_err = sq_tgt = abs_err = 0.0
     n_total = 0
+    from nablafx.progress import Progress
+
+    prog = Progress(len(items), "test", unit="passages")
     for it in items:
         if it["dry"] not in dry_cache:
             dry_cache[it["dry"]] = read_audio(it["dry"], sr)
@@ -53,6 +56,8 @@ def evaluate(model, index: dict, pred_dir: str | Path | None = None, block_secon
         if pred_dir is not None:
             out = Path(pred_dir) / (f"{it['knob_code']}.{it['name']}.pred.flac" if it["knob_code"] else f"{it['name']}.pred.flac")
             write_audio(out, y_hat[0, 0].numpy(), sr)
+        prog.update(1, esr=rows[-1]["esr"])
+    prog.close()
     weights = np.array([r["seconds"] for r in rows])
     lu = [abs(r["loudness_diff_lu"]) for r in rows if r["loudness_diff_lu"] is not None]
     summary = {

@@ -48,6 +48,7 @@ import torch
 from nablafx.config import read_section, section, setting
 from nablafx.data.audio import read_audio
 from nablafx.errors import DatasetError
+from nablafx.progress import Progress
 
 # Importing frechet_audio_distance loads laion_clap, which asks the Hugging Face hub for a
 # tokenizer and hangs ~11 min offline unless these are set *before* the import.
@@ -333,10 +334,12 @@ def fad_inputs(index: dict, pred_dir: str | Path) -> dict[str, list[Path]]:
 
 
 def embed_set(embedder: Callable, paths: Sequence[Path], sample_rate: int,
-              cache: dict | None = None) -> np.ndarray:
+              cache: dict | None = None, progress=None) -> np.ndarray:
     """Embeddings of every file of a set, stacked; ``cache`` reuses files met before (dry inputs)."""
     out = []
     for p in paths:
+        if progress is not None:
+            progress.update(1)
         key = (embedder.name, str(p))
         if cache is not None and key in cache:
             out.append(cache[key])
@@ -359,9 +362,10 @@ def compute_fad(sets: dict[str, Sequence[Path]], sample_rate: int, cfg: FADConfi
         if embedder is None:
             result["skipped"][name] = reason
             continue
+        labels = ("target", "pred", *(("dry",) if cfg.dry_baseline else ()))
+        prog = Progress(sum(len(sets[label]) for label in labels), f"fad {name}", unit="files")
         try:
-            embs = {label: embed_set(embedder, sets[label], sample_rate, cache)
-                    for label in ("target", "pred", *(("dry",) if cfg.dry_baseline else ()))}
+            embs = {label: embed_set(embedder, sets[label], sample_rate, cache, prog) for label in labels}
         except DatasetError:
             raise
         except Exception as err:
@@ -369,6 +373,7 @@ def compute_fad(sets: dict[str, Sequence[Path]], sample_rate: int, cfg: FADConfi
                 raise
             result["skipped"][name] = f"embedding failed: {_one_line(err)}"
             continue
+        prog.close()
         if embs["target"].shape[0] < 2:
             raise DatasetError(f"{Path(sets['target'][0]).parent}: fad {name}: only {embs['target'].shape[0]} "
                                f"non-silent frames in the target set (fad.silence_db={cfg.silence_db})")

@@ -27,6 +27,7 @@ class CausalConv1d(nn.Conv1d):
         super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias)
         self.context = (kernel_size - 1) * dilation
         self.direct_max = 1024  # blocks up to this length use the stacked-taps matmul
+        self.ring = True  # in-place ring buffer for short blocks (off for export: the state then never moves)
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         if self.context == 0:
@@ -46,7 +47,7 @@ class CausalConv1d(nn.Conv1d):
             return F.conv1d(x, self.weight, self.bias), None
         buf, start = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
         n, ctx, d = x.shape[-1], self.context, self.dilation[0]
-        if not torch.is_grad_enabled() and 8192 <= ctx and 16 * n <= ctx and n <= d:
+        if self.ring and not torch.is_grad_enabled() and 8192 <= ctx and 16 * n <= ctx and n <= d:
             return self._ring_forward(x, buf, start)
         past = buf if start == 0 else torch.cat([buf[..., start:], buf[..., :start]], dim=-1)
         xx = torch.cat([past, x], dim=-1)

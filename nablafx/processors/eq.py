@@ -17,7 +17,15 @@ from __future__ import annotations
 import torch
 
 from nablafx.dsp import biquad
-from nablafx.dsp.filters import fsm_impulse_response, sos_filter, sos_filter_tv, sos_freqz
+from nablafx.dsp.filters import (
+    CascadeCache,
+    block_recursion_on,
+    fsm_impulse_response,
+    init_iir_state,
+    sos_filter,
+    sos_filter_tv,
+    sos_freqz,
+)
 from nablafx.dsp.fir import fir_filter
 from nablafx.errors import ConfigError
 from nablafx.processors.base import ParamRange, Processor, control_rate, register_processor
@@ -48,6 +56,7 @@ class BiquadCascade(Processor):
                 table[f"{band}_{pname}"] = rng
         self._bands = list(bands)
         self._set_ranges(table, ranges)
+        self._fast = CascadeCache()
 
     def coefficients(self, params: torch.Tensor):
         """Normalised ``(B, P)`` → ``(b, a)`` each ``(B, K, 3)``, in float64 (see ``iir_filter``)."""
@@ -73,7 +82,8 @@ class BiquadCascade(Processor):
     def init_state(self, batch_size, device=None, dtype=None):
         if self.method == "fsm":
             return torch.zeros(batch_size, 1, self.n_taps - 1, device=device, dtype=dtype)
-        return None  # recursive: zero state created lazily by sos_filter
+        # recursive: past inputs and outputs of every biquad, float64 like the recursion (see iir_filter)
+        return [init_iir_state(batch_size, 1, 3, 3, device, torch.float64) for _ in self.kinds]
 
     def forward(self, x, params=None, state=None):
         if self.method == "fsm":
@@ -84,6 +94,8 @@ class BiquadCascade(Processor):
             h = fsm_impulse_response(sos_freqz(b, a, self.n_fft), self.n_taps).to(x.dtype)  # (B, n_taps)
             return fir_filter(x, h, state)
         if params.shape[-1] == 1:
+            if not (torch.is_grad_enabled() or block_recursion_on() or torch.jit.is_tracing()):  # one matrix a block
+                return self._fast.run(x, params[..., 0], self.coefficients, state)
             b, a = self.coefficients(params[..., 0])
             return sos_filter(x, b, a, state)
         return sos_filter_tv(x, control_rate(params), self.coefficients, state)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from nablafx.dsp.filters import freqz, sos_filter, sos_filter_tv
+from nablafx.dsp.filters import (
+    CascadeCache,
+    block_recursion_on,
+    freqz,
+    init_iir_state,
+    sos_filter,
+    sos_filter_tv,
+)
 from nablafx.dsp.tonestack import CIRCUITS, tonestack_coeffs
 from nablafx.errors import ConfigError
 from nablafx.processors.base import ParamRange, Processor, control_rate, register_processor
@@ -24,6 +31,7 @@ class ToneStack(Processor):
             raise ConfigError(f"unknown {circuit!r}; known: {', '.join(CIRCUITS)}", key="circuit")
         self.circuit = circuit
         self._set_ranges({name: ParamRange(0.0, 1.0, "", default=0.5) for name in ("bass", "mid", "treble")})
+        self._fast = CascadeCache()
 
     def coefficients(self, params: torch.Tensor):
         """Normalised ``(B, 3)`` → ``(b, a)`` each ``(B, 1, 4)`` (a one-section cascade)."""
@@ -38,8 +46,13 @@ class ToneStack(Processor):
     def receptive_field(self) -> None:
         return None
 
+    def init_state(self, batch_size, device=None, dtype=None):
+        return [init_iir_state(batch_size, 1, 4, 4, device, torch.float64)]  # one third-order section
+
     def forward(self, x, params=None, state=None):
         if params.shape[-1] == 1:
+            if not (torch.is_grad_enabled() or block_recursion_on() or torch.jit.is_tracing()):  # one matrix a block
+                return self._fast.run(x, params[..., 0], self.coefficients, state)
             b, a = self.coefficients(params[..., 0])
             return sos_filter(x, b, a, state)
         return sos_filter_tv(x, control_rate(params), self.coefficients, state)

@@ -123,6 +123,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         partial_dir,
         prepare_partial,
     )
+    from nablafx.training.progress import TrainProgress
     from nablafx.training.system import MONITOR, EffectSystem
 
     resume = find_resume_point(ckpt_dir, signature, tcfg.resume, verbose=rank0)  # reads only
@@ -163,7 +164,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         trainer = L.Trainer(
             max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices,
             num_nodes=tcfg.num_nodes, strategy=tcfg.strategy, precision=precision,
-            logger=logger, callbacks=[ckpt, RunRecord(live_part)], plugins=[SafeCheckpointIO()],
+            logger=logger, callbacks=[ckpt, RunRecord(live_part), TrainProgress()], plugins=[SafeCheckpointIO()],
             use_distributed_sampler=False,
             limit_train_batches=epoch_steps, max_epochs=-1, check_val_every_n_epoch=1,
             enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=min(10, epoch_steps),

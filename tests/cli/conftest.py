@@ -3,6 +3,8 @@ synthetic dataset), once per test session, and a way to run the ``nablafx`` comm
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nablafx.progress import ENV_EVERY as PROGRESS_ENV
 from nablafx.utils import run_stage
 
 from ..conftest import make_tiny_dataset, params_with
@@ -47,12 +50,20 @@ def trained_dir(tmp_path_factory) -> Path:
     (base / "params.yaml").write_text(yaml.safe_dump(tiny_params(base / "data")))
     cwd = os.getcwd()
     os.chdir(base)
+    logs = {}
     try:
         assert run_stage(prepare_stage.main, []) == 0
-        assert run_stage(train_stage.main, []) == 0
-        assert run_stage(test_stage.main, []) == 0
+        # the stages' progress lines, as a log (not a terminal) would get them: one per report
+        os.environ[PROGRESS_ENV] = "1e-9"
+        for name, stage in (("train", train_stage), ("test", test_stage)):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                assert run_stage(stage.main, []) == 0
+            logs[name] = err.getvalue()
     finally:
+        os.environ.pop(PROGRESS_ENV, None)
         os.chdir(cwd)
+    (base / "stage_stderr.json").write_text(json.dumps(logs))
     return base
 
 

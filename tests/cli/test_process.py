@@ -117,6 +117,69 @@ def test_info_on_a_trained_model(trained_dir):
         assert part in text.stdout, (part, text.stdout)
 
 
+def test_export_runs_without_nablafx(trained_dir, tmp_path):
+    """`nablafx export` as ONNX and TorchScript; ONNX Runtime and a bare torch (no torchaudio, no
+    nablafx) stream the files block by block like the PyTorch model."""
+    import subprocess
+    import sys
+
+    import onnxruntime as ort
+
+    block = 128
+    for fmt, ext in (("onnx", ".onnx"), ("torchscript", ".pt")):
+        res = nablafx("export", "artifacts/model", "--format", fmt, "--block", block, cwd=trained_dir)
+        assert res.returncode == 0, res.stderr
+        path = trained_dir / f"artifacts/export/tcn-tiny-b{block}{ext}"
+        assert path.is_file() and f"{path.relative_to(trained_dir)}: tcn-tiny as {fmt}" in res.stdout
+    desc = json.loads((trained_dir / f"artifacts/export/tcn-tiny-b{block}.onnx.json").read_text())
+    assert desc["knobs"] == [{"letter": "D", "name": "Drive"}, {"letter": "T", "name": "Tone"}]
+    assert desc["sample_rate"] == 48000 and desc["block"] == block and desc["initial_state"] == "zeros"
+    model, _ = load_model(trained_dir / "artifacts/model")
+    x = (0.3 * np.random.default_rng(5).standard_normal(20 * block)).astype(np.float32)
+    knobs = [[0.1, 0.8]] * 10 + [[0.9, 0.3]] * 10  # a knob change in the middle
+    traj = torch.tensor(np.repeat(np.array(knobs, dtype=np.float32).T[None], block, axis=-1))
+    with torch.no_grad():
+        ref = process_in_blocks(model, torch.from_numpy(x)[None, None], traj, block)[0, 0].numpy()
+    sess = ort.InferenceSession(str(trained_dir / f"artifacts/export/tcn-tiny-b{block}.onnx"),
+                                providers=["CPUExecutionProvider"])
+    state = {i["name"]: np.zeros(i["shape"], dtype=i["dtype"]) for i in desc["inputs"] if i["name"].startswith("state")}
+    ys = []
+    for j in range(20):
+        y, *outs = sess.run(None, {"x": x[None, None, j * block : (j + 1) * block],
+                                   "knobs": np.array([knobs[j]], dtype=np.float32), **state})
+        state = {f"state_in_{i}": o for i, o in enumerate(outs)}
+        ys.append(y[0, 0])
+    assert rel_err(np.concatenate(ys), ref) < 1e-5
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "knobs.npy", np.array(knobs, dtype=np.float32))
+    script = f"""
+import sys, json, numpy as np, torch
+desc = json.load(open({str(trained_dir / f'artifacts/export/tcn-tiny-b{block}.pt.json')!r}))
+m = torch.jit.load({str(trained_dir / f'artifacts/export/tcn-tiny-b{block}.pt')!r})
+x, knobs = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'knobs.npy')!r})
+state = [torch.zeros(i["shape"], dtype=getattr(torch, i["dtype"])) for i in desc["inputs"] if i["name"].startswith("state")]
+ys = []
+for j in range(20):
+    y, *state = m(torch.from_numpy(x[None, None, j * {block}:(j + 1) * {block}]), torch.from_numpy(knobs[j:j + 1]), *state)
+    ys.append(y[0, 0].numpy())
+np.save({str(tmp_path / 'y.npy')!r}, np.concatenate(ys))
+assert not any(k.startswith(("torchaudio", "nablafx")) for k in sys.modules), "imported more than torch"
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert rel_err(np.load(tmp_path / "y.npy"), ref) < 1e-5
+
+
+def test_train_and_test_stages_report_progress(trained_dir):
+    logs = json.loads((trained_dir / "stage_stderr.json").read_text())
+    train = [ln for ln in logs["train"].splitlines() if ln.startswith("train: ")]
+    assert [ln.split(" ")[1] for ln in train] == ["1/4", "2/4", "3/4", "4/4"], logs["train"]
+    assert all(" loss " in ln and " steps/s, ETA " in ln for ln in train), train
+    assert "val " in train[-1]  # validation ran at step 2
+    test = [ln for ln in logs["test"].splitlines() if ln.startswith("test: ") and "passages (" in ln]
+    assert [ln.split(" ")[1] for ln in test] == ["1/3", "2/3", "3/3"], logs["test"]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -147,6 +210,10 @@ def _bad_cases(work):
         "output of another format": (["process", m, "in.wav", "out.mp3", "0.5,0.5"], "extension '.mp3'"),
         "output in a missing folder": (["process", m, "in.wav", "no/such/out.wav", "0.5,0.5"], "does not exist"),
         "info of another version": (["info", work / "old_model"], "written by nablafx 0.0.1"),
+        "export block 0": (["export", m, "--format", "onnx", "--block", "0"], "--block 0: the block size"),
+        "export unknown format": (["export", m, "--format", "tflite"], "invalid choice: 'tflite'"),
+        "export of another version": (["export", work / "old_model", "--format", "onnx"], "written by nablafx 0.0.1"),
+        "export to a folder": (["export", m, "--format", "onnx", "--out", "outdir"], "outdir: is a folder"),
     }
 
 
