@@ -256,6 +256,7 @@ def _build(inp: Inputs, cfg: ReportConfig, out: Path, stage: Path) -> dict:
     tick("graybox")
     # 2. black-box
     bfigs, _ = blackbox.blackbox_figures(model, knob_rows, labels, sweeps, cfg, sr, stage)
+    bfigs.insert(1, signals.data_transfer_figure(passages, stage))
     sections.append(page.Section("blackbox", "Black-box views",
                                  "The trained model measured like a device on the bench: sines at several levels "
                                  "and frequencies, and each knob moved on its own.", figures=bfigs))

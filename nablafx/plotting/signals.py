@@ -206,3 +206,42 @@ def aliasing_figure(outputs: np.ndarray, asr: np.ndarray, labels: list[str], f0_
                   "aliasing-to-signal ratio (ASR: red energy over blue energy) is given per knob setting and in the metrics "
                   "table: lower is better, and the benchmark of oversampled nonlinearities "
                   "(benchmarks/results/aliasing.md) shows what oversampling buys.", {"asr_db": asr})
+
+
+def data_transfer_figure(passages: list[Passage], out_dir, bins: int = 120) -> Figure:
+    """Output sample against input sample over the test audio, the device beside the model, per knob
+    setting (2-D histograms, log density): the device's own transfer as far as the data shows it."""
+    codes = list(dict.fromkeys(p.code for p in passages))
+    pyplot = plt()
+    fig, axes = pyplot.subplots(2, len(codes), figsize=(3.1 * len(codes) + 1, 6.2), squeeze=False,
+                                sharex=True, sharey=True)
+    lim_x = max(float(np.max(np.abs(p.dry))) for p in passages) or 1.0
+    lim_y = max(max(float(np.max(np.abs(p.target))), float(np.max(np.abs(p.pred)))) for p in passages) or 1.0
+    data = {}
+    for c, code in enumerate(codes):
+        group = [p for p in passages if p.code == code]
+        x = np.concatenate([p.dry for p in group])
+        for r, (role, y) in enumerate((("target (device)", np.concatenate([p.target for p in group])),
+                                       ("prediction (model)", np.concatenate([p.pred for p in group])))):
+            h, _, _ = np.histogram2d(x, y, bins=bins, range=[[-lim_x, lim_x], [-lim_y, lim_y]])
+            data[(code, role)] = h
+            ax = axes[r, c]
+            ax.imshow(np.log10(1 + h.T), origin="lower", aspect="auto", cmap="Blues" if r == 0 else "Reds",
+                      extent=(-lim_x, lim_x, -lim_y, lim_y))
+            if r == 0:
+                ax.set_title(group[0].label, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"{role}\noutput sample")
+            if r == 1:
+                ax.set_xlabel("input sample (dry)")
+            ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    rel = save(fig, out_dir, "bb_data_transfer.png")
+    return Figure(rel, "Transfer seen in the test audio: device beside model",
+                  "Every test sample's output against its dry input, as a density (darker = more samples), the "
+                  "device's recording on top (blue) and the model's prediction below (red), one column per knob "
+                  "setting. A memoryless effect draws a thin curve (its transfer curve); filters before or after "
+                  "the nonlinearity smear it into a cloud. The model should draw the same shape: the same "
+                  "clipping level (where the cloud flattens), the same slope near zero (gain) and the same "
+                  "spread (memory). This is the device's side of the transfer and harmonic views above, as "
+                  "far as music lets it be measured.", data)

@@ -98,3 +98,19 @@ def test_listening_excerpts(tmp_path):
     y, _ = sf.read(str(tmp_path / "audio/A000.tone.target.flac"))
     np.testing.assert_allclose(y[SR // 4], ps[0].target[SR // 4] * gain, atol=1 / 32768)
     assert abs(y[0]) < 1e-4 and abs(y[-1]) < 1e-4  # faded in and out
+
+
+def test_data_transfer_of_a_memoryless_device_is_its_curve(tmp_path):
+    ps = _passages()  # target = tanh(2·dry)
+    fig = signals.data_transfer_figure(ps, tmp_path, bins=50)
+    assert_png(tmp_path / fig.file)
+    h = fig.data[("A000", "target (device)")]
+    assert h.sum() == len(ps[0].dry)
+    lim_x = float(np.max(np.abs(ps[0].dry)))
+    lim_y = max(float(np.max(np.abs(p.pred))) for p in ps)
+    centres_x = (np.arange(50) + 0.5) / 50 * 2 * lim_x - lim_x
+    centres_y = (np.arange(50) + 0.5) / 50 * 2 * lim_y - lim_y
+    occupied = h > 0
+    # every occupied cell lies on y = tanh(2x), within one cell
+    xs, ys = np.nonzero(occupied)
+    assert np.all(np.abs(centres_y[ys] - np.tanh(2 * centres_x[xs])) < 2 * lim_y / 50 + 2 * 2 * lim_x / 50)
