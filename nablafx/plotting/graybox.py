@@ -73,6 +73,15 @@ def _log_index(n_bins: int, points: int = 800) -> np.ndarray:
     return np.unique(np.geomspace(1, n_bins - 1, points).astype(int))
 
 
+def _envelope_db(x: np.ndarray, sample_rate: int, hop: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    """Peak level per ``hop`` samples (5 ms at 48 kHz) in dB: a readable picture of a signal's level."""
+    n = len(x) // hop * hop
+    if n == 0:
+        return np.zeros(1), db(np.max(np.abs(x)) if len(x) else 0.0)[None]
+    peaks = np.abs(x[:n]).reshape(-1, hop).max(axis=1)
+    return (np.arange(len(peaks)) + 0.5) * hop / sample_rate, db(peaks)
+
+
 def _freqs(sr: int, n_fft: int = N_FFT) -> np.ndarray:
     return np.arange(n_fft // 2 + 1) * sr / n_fft
 
@@ -218,7 +227,7 @@ def compressor_figure(index: int, proc: Compressor, ctrl, sweeps: KnobSweeps, ou
                                real["attack_ms"][:, 0, 0], real["release_ms"][:, 0, 0], real["knee_db"],
                                real["makeup_db"])
     t = np.arange(block_input.shape[-1]) / sample_rate
-    ax.plot(t, db(block_input[0, 0].numpy()), color="0.8", lw=0.5, label="input level (dB)")
+    ax.plot(*_envelope_db(block_input[0, 0].numpy(), sample_rate), color="0.6", lw=0.8, label="input peak level (dB)")
     ax.plot(t, -red[0, 0].numpy(), color="C3", label="gain change (−reduction, dB)")
     ax.set(xlabel="time (s)", ylabel="dB", ylim=(-80, 6), title="gain reduction on the test excerpt")
     ax.legend(fontsize=7, loc="lower right")
@@ -288,8 +297,8 @@ def trajectory_figure(model, trace: list[dict], out_dir, sample_rate: int) -> Fi
         real = {k: v[0, 0].numpy() for k, v in proc.denormalise(trace[i]["params"][:1]).items()}
         data[i] = real
         ax2 = ax.twinx()
-        ax2.plot(t, db(x), color="0.85", lw=0.5)
-        ax2.set_ylabel("input level (dB)", color="0.5")
+        ax2.plot(*_envelope_db(x, sample_rate), color="0.7", lw=0.8)
+        ax2.set_ylabel("input peak level (dB)", color="0.5")
         ax2.set_ylim(-80, 6)
         ax.set_zorder(ax2.get_zorder() + 1)
         ax.patch.set_visible(False)
