@@ -19,6 +19,8 @@ from nablafx.plotting.report import Inputs, build_report, report_config
 from ..conftest import make_tiny_dataset, params_with
 from .conftest import SR, assert_png, chain
 
+pytestmark = pytest.mark.slow  # end to end: evaluation, every figure, a browser
+
 SECTIONS = ["metrics", "graybox", "blackbox", "signals", "listening", "comparison"]
 
 
