@@ -29,12 +29,14 @@ COLUMNS = [
     ("MAE", "reports/metrics.json", "test.mae"),
     ("MR-STFT", "reports/metrics.json", "test.mrstft"),
     ("ΔLU", "reports/metrics.json", "test.loudness_diff_lu"),
+    ("ASR dB", "reports/aliasing.json", "model.asr_db"),
     ("FAD crepe", "reports/fad.json", "fad.crepe_tiny"),
     ("GMAC/s", "reports/cost.json", "gmacs_per_second"),
     ("RTF@64", "reports/cost.json", "rtf.64"),
     ("RTF@512", "reports/cost.json", "rtf.512"),
 ]
 RECORD_FILES = ("reports/metrics.json", "reports/fad.json", "reports/cost.json")
+OPTIONAL_RECORD_FILES = ("reports/aliasing.json",)  # written by the plots stage (the report)
 BEGIN, END = "<!-- experiments:begin (nablafx table --readme) -->", "<!-- experiments:end -->"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -67,6 +69,7 @@ def record_experiment(name: str, root: str | Path = ".", out_dir: str | Path = "
     root = Path(root)
     params = load_params(root / "params.yaml")
     files = {f: _read_json(root / f) for f in RECORD_FILES}
+    files.update({f: _read_json(root / f) for f in OPTIONAL_RECORD_FILES if (root / f).is_file()})
     provenance = _read_json(root / "reports/provenance.json")
     variant = _get(files["reports/metrics.json"], "model.variant")
     if variant is None:

@@ -156,8 +156,9 @@ def harmonics_figure(res: ToneResults, labels: list[str], levels_db, freqs_hz, o
                   "distort. (2) H2…Hn in dB below the fundamental at the middle setting: odd harmonics dominate "
                   "symmetric clipping, even ones asymmetric. (3) THD against frequency at the highest level. "
                   "(4) Fundamental gain at the lowest level: the model's small-signal frequency response. "
-                  "The shipped data hold no sine passages, so the device's own curves cannot be drawn beside "
-                  "these; a dataset with stepped-sine recordings would allow it.",
+                  "The shipped data hold no sine recordings of the device, so its own curves cannot be drawn "
+                  "beside these (the test-audio transfer above is its side as far as music shows it); a dataset "
+                  "with stepped-sine recordings would allow it.",
                   {"thd_vs_level": res.thd[:, by_level], "thd_vs_freq": res.thd[:, top],
                    "gain_db": db(res.amplitudes[:, low, 0]) - lo, "levels_db": list(levels_db),
                    "freqs_hz": list(freqs_hz), "f_ref": f_ref})

@@ -68,6 +68,20 @@ def _sweep_label(letter: str, value: float) -> str:
     return "learned" if not letter else f"{letter} = {value:.2f}"
 
 
+def _log_index(n_bins: int, points: int = 800) -> np.ndarray:
+    """Bin indices spaced evenly on a log axis (drawing 4097 linear bins on a log axis wastes time)."""
+    return np.unique(np.geomspace(1, n_bins - 1, points).astype(int))
+
+
+def _envelope_db(x: np.ndarray, sample_rate: int, hop: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    """Peak level per ``hop`` samples (5 ms at 48 kHz) in dB: a readable picture of a signal's level."""
+    n = len(x) // hop * hop
+    if n == 0:
+        return np.zeros(1), db(np.max(np.abs(x)) if len(x) else 0.0)[None]
+    peaks = np.abs(x[:n]).reshape(-1, hop).max(axis=1)
+    return (np.arange(len(peaks)) + 0.5) * hop / sample_rate, db(peaks)
+
+
 def _freqs(sr: int, n_fft: int = N_FFT) -> np.ndarray:
     return np.arange(n_fft // 2 + 1) * sr / n_fft
 
@@ -95,10 +109,11 @@ def filter_figure(index: int, proc, ctrl, sweeps: KnobSweeps, out_dir, sample_ra
         h = filter_response(proc, params)
         data["sweeps"][letter] = {"values": values, "response": h}
         colors = settings_colors(len(values))
+        idx = _log_index(len(f))
         for v, (hv, c) in enumerate(zip(h, colors)):
             label = _sweep_label(letter, values[v])
-            axes[0, col].semilogx(f[1:], db(hv[1:]), color=c, label=label)
-            axes[1, col].semilogx(f[1:], np.degrees(np.angle(hv[1:])), color=c)
+            axes[0, col].semilogx(f[idx], db(hv[idx]), color=c, label=label)
+            axes[1, col].semilogx(f[idx], np.degrees(np.angle(hv[idx])), color=c)
         axes[0, col].set(title=f"knob {letter} swept" if letter else "learned response", ylabel="magnitude (dB)")
         axes[1, col].set(xlabel="frequency (Hz)", ylabel="phase (°)", xlim=(20, sample_rate / 2), ylim=(-185, 185))
         axes[0, col].legend(fontsize=7, loc="best")
@@ -212,7 +227,7 @@ def compressor_figure(index: int, proc: Compressor, ctrl, sweeps: KnobSweeps, ou
                                real["attack_ms"][:, 0, 0], real["release_ms"][:, 0, 0], real["knee_db"],
                                real["makeup_db"])
     t = np.arange(block_input.shape[-1]) / sample_rate
-    ax.plot(t, db(block_input[0, 0].numpy()), color="0.8", lw=0.5, label="input level (dB)")
+    ax.plot(*_envelope_db(block_input[0, 0].numpy(), sample_rate), color="0.6", lw=0.8, label="input peak level (dB)")
     ax.plot(t, -red[0, 0].numpy(), color="C3", label="gain change (−reduction, dB)")
     ax.set(xlabel="time (s)", ylabel="dB", ylim=(-80, 6), title="gain reduction on the test excerpt")
     ax.legend(fontsize=7, loc="lower right")
@@ -282,8 +297,8 @@ def trajectory_figure(model, trace: list[dict], out_dir, sample_rate: int) -> Fi
         real = {k: v[0, 0].numpy() for k, v in proc.denormalise(trace[i]["params"][:1]).items()}
         data[i] = real
         ax2 = ax.twinx()
-        ax2.plot(t, db(x), color="0.85", lw=0.5)
-        ax2.set_ylabel("input level (dB)", color="0.5")
+        ax2.plot(*_envelope_db(x, sample_rate), color="0.7", lw=0.8)
+        ax2.set_ylabel("input peak level (dB)", color="0.5")
         ax2.set_ylim(-80, 6)
         ax.set_zorder(ax2.get_zorder() + 1)
         ax.patch.set_visible(False)

@@ -29,7 +29,6 @@ table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: var(--panel); cursor: default; }
-caption { caption-side: bottom; text-align: left; padding-top: 4px; font-size: 13px; max-width: 1000px; }
 details summary { cursor: pointer; color: var(--accent); margin: 6px 0; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th:after { content: " \\2195"; color: #aab; font-size: 11px; }
@@ -37,7 +36,7 @@ figure { margin: 12px 0 28px; }
 figure img { max-width: 100%; border: 1px solid var(--line); }
 figcaption { color: var(--muted); max-width: 1100px; font-size: 14px; }
 figcaption b { color: var(--fg); }
-.note { color: var(--muted); font-style: italic; }
+.note { color: var(--muted); font-style: italic; max-width: 1100px; font-size: 14px; }
 .players { display: grid; grid-template-columns: max-content repeat(2, minmax(260px, 1fr)); gap: 6px 14px; align-items: center; }
 .players audio { width: 100%; height: 32px; }
 .players .h { font-weight: 600; color: var(--muted); }
@@ -99,9 +98,9 @@ def table(header: list[str], rows: list[list], sortable: bool = False, caption: 
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
             cells.append(f"<td class='n' data-v='{v!r}'>{esc(fmt(v))}</td>" if num else f"<td>{esc(fmt(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f"<caption class='note'>{esc(caption)}</caption>" if caption else ""
+    note = f"<p class='note'>{esc(caption)}</p>" if caption else ""
     cls = " class='sortable'" if sortable else ""
-    return f"<table{cls}>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
 
 
 def kv(items: list[tuple[str, str]]) -> str:

@@ -256,6 +256,7 @@ def _build(inp: Inputs, cfg: ReportConfig, out: Path, stage: Path) -> dict:
     tick("graybox")
     # 2. black-box
     bfigs, _ = blackbox.blackbox_figures(model, knob_rows, labels, sweeps, cfg, sr, stage)
+    bfigs.insert(1, signals.data_transfer_figure(passages, stage))
     sections.append(page.Section("blackbox", "Black-box views",
                                  "The trained model measured like a device on the bench: sines at several levels "
                                  "and frequencies, and each knob moved on its own.", figures=bfigs))
@@ -305,9 +306,16 @@ def _build(inp: Inputs, cfg: ReportConfig, out: Path, stage: Path) -> dict:
            ("device", f"{m['device']}, knobs {', '.join(index.get('knob_letters') or []) or 'none'}; "
                       f"{len(settings)} test settings"),
            ("spec", json.dumps(spec, separators=(", ", ": ")))]
-    for key in ("steps", "best_step", "max_steps"):
-        if key in inp.model_config:
-            hdr.append((key.replace("_", " "), str(inp.model_config[key])))
+    mc = inp.model_config
+    run = [f"{mc['steps']} steps" if mc.get("steps") is not None else None,
+           f"lr {mc['lr']:g}" if mc.get("lr") is not None else None,
+           f"best validation loss {mc['best_val_loss']:.4g}" if mc.get("best_val_loss") is not None else None,
+           f"{mc['train_seconds']:g} s on {mc.get('accelerator', '?')} ({mc.get('precision', '?')})"
+           if mc.get("train_seconds") is not None else None,
+           f"receptive field {mc['receptive_field']} samples" if mc.get("receptive_field") else
+           ("receptive field unbounded (recursive)" if "receptive_field" in mc else None)]
+    if any(run):
+        hdr.append(("training", "; ".join(r for r in run if r)))
     if prov.get("commit"):
         hdr.append(("trained at", f"commit {str(prov.get('commit'))[:10]}"
                                   + (f", params hash {prov.get('params_hash')}" if prov.get("params_hash") else "")))

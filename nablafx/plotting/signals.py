@@ -81,8 +81,8 @@ def spectrogram_figure(passages: list[Passage], window: tuple[int, int], sample_
     """Rows: knob settings of one passage; columns: dry, target, prediction, error (target − prediction)."""
     s, e = window
     pyplot = plt()
-    fig, axes = pyplot.subplots(len(passages), 4, figsize=(16, 2.3 * len(passages) + 0.6), squeeze=False,
-                                sharex=True, sharey=True)
+    fig, axes = pyplot.subplots(len(passages), 4, figsize=(16, 2.1 * len(passages) + 0.8), squeeze=False,
+                                sharex=True, sharey=True, layout="constrained")
     data = {}
     extent = (s / sample_rate, e / sample_rate, 0, sample_rate / 2000)
     im = None
@@ -102,7 +102,7 @@ def spectrogram_figure(passages: list[Passage], window: tuple[int, int], sample_
                 axes[r, c].set_xlabel("time (s)")
         axes[r, 3].text(0.98, 0.92, f"ESR {p.esr:.3f}", transform=axes[r, 3].transAxes, ha="right", va="top",
                         color="white", fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="dBFS")
+    fig.colorbar(im, ax=axes, shrink=0.5, aspect=30, label="dBFS")
     rel = save(fig, out_dir, "sig_spectrograms.png")
     name = passages[0].name
     return Figure(rel, f"Spectrograms per knob setting ({name})",
@@ -114,19 +114,43 @@ def spectrogram_figure(passages: list[Passage], window: tuple[int, int], sample_
                   "frequencies and moments it misses.", data)
 
 
+def onsets(x: np.ndarray, sample_rate: int, frame_ms: float = 5.0, rise_db: float = 10.0,
+           floor_db: float = -50.0) -> np.ndarray:
+    """Sample indices where the level jumps: a frame's energy ``rise_db`` above the mean of the four
+    frames before it and above ``floor_db`` (attacks of notes and chords)."""
+    hop = max(1, int(frame_ms * sample_rate / 1000))
+    n = len(x) // hop
+    if n < 5:
+        return np.zeros(0, dtype=int)
+    e = np.mean(x[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1) + 1e-12
+    before = np.convolve(e, np.ones(4) / 4, mode="full")[: n]  # mean of frames i-3..i
+    before = np.concatenate([[np.inf], before[:-1]])  # frames i-4..i-1
+    hit = (e > before * 10 ** (rise_db / 10)) & (e > 10 ** (floor_db / 10))
+    idx = np.nonzero(hit)[0]
+    keep = idx[np.concatenate([[True], np.diff(idx) > 4])] if len(idx) else idx  # one per attack
+    return keep * hop
+
+
 def worst_transient(passages: list[Passage], sample_rate: int, window_ms: float) -> tuple[int, int]:
-    """``(passage index, centre sample)`` of the window with the largest error energy."""
+    """``(passage index, centre sample)`` of the attack (:func:`onsets` of the dry input) whose
+    ``window_ms`` window holds the most error energy; the loudest error anywhere when no passage has one."""
     w = max(1, int(window_ms * sample_rate / 1000))
     best = (-1.0, 0, 0)
+    fallback = (-1.0, 0, 0)
     for i, p in enumerate(passages):
         e2 = (p.target.astype(np.float64) - p.pred) ** 2
         if len(e2) < w:
             continue
-        sums = np.convolve(e2, np.ones(w), mode="valid")
+        sums = np.convolve(e2, np.ones(w), mode="valid")  # sums[j]: window [j, j + w)
         j = int(np.argmax(sums))
-        if sums[j] > best[0]:
-            best = (float(sums[j]), i, j + w // 2)
-    return best[1], best[2]
+        if sums[j] > fallback[0]:
+            fallback = (float(sums[j]), i, j + w // 2)
+        for o in onsets(p.dry, sample_rate):
+            j = int(min(max(0, o - w // 4), len(sums) - 1))  # the attack a quarter into the window
+            if sums[j] > best[0]:
+                best = (float(sums[j]), i, j + w // 2)
+    pick = best if best[0] >= 0 else fallback
+    return pick[1], pick[2]
 
 
 def transient_figure(passages: list[Passage], sample_rate: int, window_ms: float, out_dir) -> Figure:
@@ -149,15 +173,16 @@ def transient_figure(passages: list[Passage], sample_rate: int, window_ms: float
         ax.axvspan(-window_ms / 2, window_ms / 2, color="C1", alpha=0.08, lw=0)
         ax.set_ylabel(p.label, fontsize=8)
         if p is worst:
-            ax.set_title(f"worst: {p.name} at {centre / sample_rate:.3f} s ({p.label})", fontsize=9)
+            ax.set_title(f"worst attack: {p.name} at {centre / sample_rate:.3f} s ({p.label})", fontsize=9)
         ax.grid(True, alpha=0.3)
     axes[0, 0].legend(fontsize=7, loc="upper right", ncol=4)
     axes[-1, 0].set_xlabel("time (ms) from the worst moment")
     fig.tight_layout()
     rel = save(fig, out_dir, "sig_worst_transient.png")
-    return Figure(rel, "Where the model errs most",
-                  f"The {window_ms:g} ms window with the largest error energy over every test passage and knob "
-                  f"setting ('{worst.name}', {worst.label}, {centre / sample_rate:.3f} s), shown ±{window_ms:g} ms "
+    return Figure(rel, "The attack where the model errs most",
+                  f"Of every attack in the test audio (a jump in the dry level), the one whose {window_ms:g} ms "
+                  f"window holds the most error energy, over every passage and knob setting ('{worst.name}', "
+                  f"{worst.label}, {centre / sample_rate:.3f} s), shown ±{window_ms:g} ms "
                   "(top; the window shaded), and the same moment at the other knob settings (below). Dry input grey, device blue, "
                   "model red dashed, error green: a late or soft attack, a missed polarity or a wrong "
                   "clipping level is visible here.",
@@ -206,3 +231,42 @@ def aliasing_figure(outputs: np.ndarray, asr: np.ndarray, labels: list[str], f0_
                   "aliasing-to-signal ratio (ASR: red energy over blue energy) is given per knob setting and in the metrics "
                   "table: lower is better, and the benchmark of oversampled nonlinearities "
                   "(benchmarks/results/aliasing.md) shows what oversampling buys.", {"asr_db": asr})
+
+
+def data_transfer_figure(passages: list[Passage], out_dir, bins: int = 120) -> Figure:
+    """Output sample against input sample over the test audio, the device beside the model, per knob
+    setting (2-D histograms, log density): the device's own transfer as far as the data shows it."""
+    codes = list(dict.fromkeys(p.code for p in passages))
+    pyplot = plt()
+    fig, axes = pyplot.subplots(2, len(codes), figsize=(3.1 * len(codes) + 1, 6.2), squeeze=False,
+                                sharex=True, sharey=True)
+    lim_x = max(float(np.max(np.abs(p.dry))) for p in passages) or 1.0
+    lim_y = max(max(float(np.max(np.abs(p.target))), float(np.max(np.abs(p.pred)))) for p in passages) or 1.0
+    data = {}
+    for c, code in enumerate(codes):
+        group = [p for p in passages if p.code == code]
+        x = np.concatenate([p.dry for p in group])
+        for r, (role, y) in enumerate((("target (device)", np.concatenate([p.target for p in group])),
+                                       ("prediction (model)", np.concatenate([p.pred for p in group])))):
+            h, _, _ = np.histogram2d(x, y, bins=bins, range=[[-lim_x, lim_x], [-lim_y, lim_y]])
+            data[(code, role)] = h
+            ax = axes[r, c]
+            ax.imshow(np.log10(1 + h.T), origin="lower", aspect="auto", cmap="Blues" if r == 0 else "Reds",
+                      extent=(-lim_x, lim_x, -lim_y, lim_y))
+            if r == 0:
+                ax.set_title(group[0].label, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"{role}\noutput sample")
+            if r == 1:
+                ax.set_xlabel("input sample (dry)")
+            ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    rel = save(fig, out_dir, "bb_data_transfer.png")
+    return Figure(rel, "Transfer seen in the test audio: device beside model",
+                  "Every test sample's output against its dry input, as a density (darker = more samples), the "
+                  "device's recording on top (blue) and the model's prediction below (red), one column per knob "
+                  "setting. A memoryless effect draws a thin curve (its transfer curve); filters before or after "
+                  "the nonlinearity smear it into a cloud. The model should draw the same shape: the same "
+                  "clipping level (where the cloud flattens), the same slope near zero (gain) and the same "
+                  "spread (memory). This is the device's side of the transfer and harmonic views above, as "
+                  "far as music lets it be measured.", data)

@@ -96,3 +96,16 @@ def test_readme_results_block_matches_the_records():
         return
     block = text[text.index(BEGIN): text.index(END) + len(END)]
     assert block == readme_block(rows_from_records(records)), "README results table is stale: run `nablafx table --readme README.md`"
+
+
+def test_aliasing_ratio_is_a_column_when_the_report_wrote_it(tmp_path):
+    import json
+
+    from nablafx.evaluation.table import record_experiment, rows_from_records
+
+    ws = _fake_workspace(tmp_path)
+    without = record_experiment("before-report", ws, tmp_path / "exps")
+    (ws / "reports/aliasing.json").write_text(json.dumps({"model": {"asr_db": -42.5}}))
+    with_asr = record_experiment("after-report", ws, tmp_path / "exps")
+    rows = {r["experiment"]: r for r in rows_from_records([without, with_asr])}
+    assert rows["before-report"]["ASR dB"] is None and rows["after-report"]["ASR dB"] == -42.5

@@ -82,3 +82,9 @@ def test_dvc_repro_then_exp_run_other_variant(tmp_path):
     models = {m for m, _ in shown.values()}
     assert base_model in models and other in models, shown
     assert all("esr" in m["test"] for _, m in shown.values())
+    # the report of the experiment, and `dvc plots diff` of the two runs, drawable offline
+    assert (work / "reports/index.html").is_file() and (work / "reports/aliasing.json").is_file()
+    _run(["dvc", "plots", "diff", "HEAD", "-o", "plots-diff"], work, env)
+    page = (work / "plots-diff/index.html").read_text()
+    assert "cdn.jsdelivr" not in page and "<script src" not in page and "window.vegaEmbed=" in page
+    assert '"HEAD"' in page and '"workspace"' in page and "per_knob_summary.csv" in page

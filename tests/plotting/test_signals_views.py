@@ -15,10 +15,12 @@ from nablafx.plotting import listening, signals
 from .conftest import SR, assert_png, chain, set_static
 
 
-def _passages(n=SR, codes=("A000", "A100"), burst_at=30000, burst_in="A100"):
+def _passages(n=SR, codes=("A000", "A100"), burst_at=28900, burst_in="A100"):
+    """A 220 Hz tone with attacks at 0.2 s and 0.6 s (it stops in between); target tanh(2·dry);
+    prediction = target + a little noise, plus a 200-sample error burst in one setting."""
     rng = np.random.default_rng(0)
     t = np.arange(n) / SR
-    dry = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.2)).astype(np.float32)
+    dry = (0.3 * np.sin(2 * np.pi * 220 * t) * (((t > 0.2) & (t < 0.5)) | (t > 0.6))).astype(np.float32)
     out = []
     for c in codes:
         target = np.tanh(2 * dry).astype(np.float32)
@@ -39,13 +41,28 @@ def test_excerpt_window_takes_the_loudest_part_away_from_the_ends():
     assert (s, e) == (0, SR // 4)
 
 
-def test_worst_transient_finds_the_error_burst(tmp_path):
+def test_onsets_are_the_attacks():
+    found = signals.onsets(_passages()[0].dry, SR)
+    assert len(found) == 2 and abs(found[0] - 0.2 * SR) <= 240 and abs(found[1] - 0.6 * SR) <= 240
+
+
+def test_worst_transient_is_the_attack_with_the_error_burst(tmp_path):
     ps = _passages()
     i, centre = signals.worst_transient(ps, SR, 20.0)
-    assert ps[i].code == "A100" and abs(centre - 30100) < 0.01 * SR
-    fig = signals.transient_figure(ps, SR, 20.0, tmp_path)
+    w = int(0.02 * SR)
+    assert ps[i].code == "A100" and centre - w // 2 <= 28900 and 28900 + 200 <= centre + w // 2
+    # an error burst far from any attack is not chosen while attacks exist ...
+    ps = _passages(burst_at=40000)
+    i, centre = signals.worst_transient(ps, SR, 20.0)
+    assert abs(centre - 40000) > 2000
+    # ... and is, when the input has no attack at all
+    for p in ps:
+        p.dry = np.full_like(p.dry, 0.3)
+    i, centre = signals.worst_transient(ps, SR, 20.0)
+    assert ps[i].code == "A100" and abs(centre - 40100) < w
+    fig = signals.transient_figure(_passages(), SR, 20.0, tmp_path)
     assert_png(tmp_path / fig.file)
-    assert fig.data == {"passage": "tone", "code": "A100", "centre": centre}
+    assert fig.data["passage"] == "tone" and fig.data["code"] == "A100"
 
 
 def test_spectrogram_figure(tmp_path):
@@ -98,3 +115,19 @@ def test_listening_excerpts(tmp_path):
     y, _ = sf.read(str(tmp_path / "audio/A000.tone.target.flac"))
     np.testing.assert_allclose(y[SR // 4], ps[0].target[SR // 4] * gain, atol=1 / 32768)
     assert abs(y[0]) < 1e-4 and abs(y[-1]) < 1e-4  # faded in and out
+
+
+def test_data_transfer_of_a_memoryless_device_is_its_curve(tmp_path):
+    ps = _passages()  # target = tanh(2·dry)
+    fig = signals.data_transfer_figure(ps, tmp_path, bins=50)
+    assert_png(tmp_path / fig.file)
+    h = fig.data[("A000", "target (device)")]
+    assert h.sum() == len(ps[0].dry)
+    lim_x = float(np.max(np.abs(ps[0].dry)))
+    lim_y = max(float(np.max(np.abs(p.pred))) for p in ps)
+    centres_x = (np.arange(50) + 0.5) / 50 * 2 * lim_x - lim_x
+    centres_y = (np.arange(50) + 0.5) / 50 * 2 * lim_y - lim_y
+    occupied = h > 0
+    # every occupied cell lies on y = tanh(2x), within one cell
+    xs, ys = np.nonzero(occupied)
+    assert np.all(np.abs(centres_y[ys] - np.tanh(2 * centres_x[xs])) < 2 * lim_y / 50 + 2 * 2 * lim_x / 50)
