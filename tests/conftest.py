@@ -17,11 +17,11 @@ REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 def params_with(**sections) -> dict:
     """The repository's params.yaml with ``sections`` laid over it: a mapping given for a params
-    section (data, train, fad, …) updates that section key by key; model / aliases / variants
-    are replaced whole.  Every setting lives in params.yaml, so tests start from it."""
+    section (data, train, fad, …) updates that section key by key; model / aliases / variants /
+    recipes are replaced whole.  Every setting lives in params.yaml, so tests start from it."""
     params = copy.deepcopy(load_params(REPO_PARAMS))
     for name, value in sections.items():
-        if name in ("model", "aliases", "variants") or not isinstance(value, dict):
+        if name in ("model", "aliases", "variants", "recipes") or not isinstance(value, dict):
             params[name] = copy.deepcopy(value)
         else:
             params[name] = {**params[name], **copy.deepcopy(value)}
