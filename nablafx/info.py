@@ -4,6 +4,7 @@
     python -m nablafx.info --all                  # every variant, as a table
     python -m nablafx.info --all --markdown --update docs/models.md   # refresh the docs table
     python -m nablafx.info --paper benchmarks/results/reference_params.json --update docs/models.md
+    python -m nablafx.info --paper benchmarks/results/reference_params.json --summary --update README.md
 
 Parameter counts depend on the number of knobs the model is conditioned on (``--n-knobs``,
 default 3); unconditioned variants ignore it.  ``--paper`` compares the ``paper-*`` variants with
@@ -184,6 +185,44 @@ def format_paper_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paper_group(variant: str) -> str:
+    """``paper-tcn-tf-45-s-16`` → ``tcn-tf``: the family and conditioning part of a paper variant's name."""
+    tokens = variant.removeprefix("paper-").split("-")
+    keep = [tokens[0]]
+    for t in tokens[1:]:
+        if not t.isalpha():
+            break
+        keep.append(t)
+    return "-".join(keep)
+
+
+def format_paper_summary(rows: list[dict], results: str) -> str:
+    """Markdown: one row per family and conditioning of the ``paper-*`` variants — how many reference
+    configs they stand for, how many of those match in parameters and receptive field, and the ranges."""
+
+    def span(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "—"
+        lo, hi = min(values), max(values)
+        return f"{lo:,}" if lo == hi else f"{lo:,} – {hi:,}"
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(paper_group(r["variant"]), []).append(r)
+    lines = ["| variants | reference configs | equal params and rf | params | rf samples (convolutions) |",
+             "|---|---:|---:|---:|---:|"]
+    for group, rs in groups.items():
+        variants = sorted({r["variant"] for r in rs})
+        equal = sum("ours_error" not in r and r["params"] == r["ref_params"] and r["rf"] == r["ref_rf"] for r in rs)
+        name = f"`paper-{group}-…` ({len(variants)})"
+        lines.append(f"| {name} | {len(rs)} | {equal} | {span(r.get('params') for r in rs)} | "
+                     f"{span(r.get('ref_rf') for r in rs)} |")
+    total = sum("ours_error" not in r and r["params"] == r["ref_params"] and r["rf"] == r["ref_rf"] for r in rows)
+    lines.append(f"| all ({len({r['variant'] for r in rows})}) | {len(rows)} | {total} | | |")
+    return "\n".join(lines) + f"\n\nPer config: `{results}`, `docs/models.md`."
+
+
 def read_section(path: str | Path, begin: str = BEGIN, end: str = END) -> str:
     """The text between the ``begin`` … ``end`` markers of ``path`` (without the generated-by comment)."""
     path = Path(path)
@@ -217,6 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--paper", metavar="RESULTS_JSON",
                     help="the paper-* variants next to the reference's configs measured in RESULTS_JSON "
                          "(benchmarks/reference_params.py)")
+    ap.add_argument("--summary", action="store_true",
+                    help="with --paper: one row per family and conditioning instead of one per config")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     command = "python -m nablafx.info " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -224,7 +265,7 @@ def main(argv=None) -> int:
         import json
 
         rows = paper_rows(params, json.loads(Path(args.paper).read_text()))
-        table = format_paper_table(rows)
+        table = format_paper_summary(rows, args.paper) if args.summary else format_paper_table(rows)
         if args.update:
             update_section(args.update, table, command, PAPER_BEGIN, PAPER_END)
             print(f"{args.update}: paper table of {len(rows)} reference configs updated")

@@ -117,3 +117,20 @@ def test_docs_paper_table_is_current():
         "docs/models.md is stale: run python -m nablafx.info --paper benchmarks/results/reference_params.json "
         "--update docs/models.md")
 
+
+
+def test_readme_summary_is_current():
+    rows = info.paper_rows(PARAMS, DATA)
+    table = info.format_paper_summary(rows, "benchmarks/results/reference_params.json")
+    assert f"| all ({len(PAPER)}) | {len(CONFIGS)} | {len(CONFIGS)} |" in table  # every config equal
+    assert info.read_section(ROOT / "README.md", info.PAPER_BEGIN, info.PAPER_END) == table.strip(), (
+        "README.md is stale: run python -m nablafx.info --paper benchmarks/results/reference_params.json "
+        "--summary --update README.md")
+
+
+def test_paper_group_names():
+    assert info.paper_group("paper-tcn-tf-45-s-16") == "tcn-tf"
+    assert info.paper_group("paper-s4-tvf-b8-s32-c16") == "s4-tvf"
+    assert info.paper_group("paper-s4-b4-s4-c16") == "s4"
+    assert info.paper_group("paper-lstm-tvc-96") == "lstm-tvc"
+    assert info.paper_group("paper-lstm-32") == "lstm"

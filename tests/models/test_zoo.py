@@ -3,13 +3,10 @@
 Variants are read from params.yaml (families lstm, tcn, gcn, s4); each is built with 3 knobs
 (variants without conditioning ignore them).
 
-Streaming = offline is checked on every variant with irregular blocks (1 … 129 samples, across the
-128-sample conditioning grid) over a short signal.  The sweep over block sizes 64, 512 and 4096 on a
-signal longer than the receptive field, and 300 blocks of one sample, run on every project variant
-and on a representative subset of the 56 ``paper-*`` variants (:data:`PAPER_FULL_STREAMING`: each
-family, conditioning kind, residual kind and size class, the long-dilation ring buffer of a 2.5 s
-model): on all of them they would take minutes, and the paper variants are built from the same layers.
-Likewise the impulse test runs on five of the sixteen 2.5 s paper variants (:data:`PAPER_2500_IMPULSE`).
+Every test runs on every variant.  The ``paper-*`` variants of the papers' larger sizes (:func:`big`:
+TCN/GCN "-L", the 2.5 s receptive fields, 8-block S4) are marked slow (several minutes together on
+one core; they run in CI); the smaller ones run by default and between them cover every family,
+conditioning kind and residual kind of the paper variants (checked below).
 """
 
 from __future__ import annotations
@@ -36,20 +33,14 @@ def _variants() -> dict[str, dict]:
 
 VARIANTS = _variants()
 NAMES = sorted(VARIANTS)
-PAPER_FULL_STREAMING = (
-    "paper-lstm-32", "paper-lstm-tvc-32",
-    "paper-tcn-45-s-16", "paper-tcn-f-45-l-16", "paper-tcn-tf-250-s-16", "paper-tcn-ttf-45-l-16",
-    "paper-tcn-tvf-2500-s-16",
-    "paper-gcn-45-l-16", "paper-gcn-tf-45-s-16",
-    "paper-s4-b4-s4-c16", "paper-s4-f-b4-s4-c16", "paper-s4-tf-b4-s4-c16", "paper-s4-ttf-b4-s4-c16",
-    "paper-s4-tvf-b8-s32-c16",
-)
-FULL_STREAMING = sorted(n for n in NAMES if not n.startswith("paper-") or n in PAPER_FULL_STREAMING)
-# the 2.5 s paper models take seconds each in float64: their impulse test runs on these (every conv stack
-# size of TCN and GCN; the conditioned ones share the stacks, their receptive fields are in test_paper.py)
-PAPER_2500_IMPULSE = ("paper-tcn-2500-s-16", "paper-tcn-2500-l-16", "paper-gcn-2500-s-16", "paper-gcn-2500-l-16",
-                      "paper-tcn-tvf-2500-s-16")
-IMPULSE = sorted(n for n in NAMES if "-2500-" not in n or not n.startswith("paper-") or n in PAPER_2500_IMPULSE)
+
+
+def big(name: str) -> bool:
+    """A paper variant of a larger size: TCN/GCN ``-l-16`` or ``-2500-``, S4 ``-b8-``."""
+    return name.startswith("paper-") and any(tag in name for tag in ("-l-16", "-2500-", "-b8-"))
+
+
+CASES = [pytest.param(n, marks=pytest.mark.slow) if big(n) else n for n in NAMES]
 IRREGULAR_BLOCKS = (1,) * 40 + (3, 64, 129, 7, 128, 1, 250, 2, 127)  # 800 samples
 
 
@@ -79,21 +70,20 @@ def test_params_yaml_has_black_box_variants():
     assert {spec["family"] for spec in VARIANTS.values()} >= {"lstm", "tcn"}
 
 
-def test_full_streaming_subset_covers_the_paper_variants():
-    """The subset spans every family, conditioning kind, residual kind and size class."""
-    assert set(PAPER_FULL_STREAMING) <= set(NAMES)
-    specs = [VARIANTS[n] for n in PAPER_FULL_STREAMING]
-    paper = [VARIANTS[n] for n in NAMES if n.startswith("paper-")]
+def test_default_run_covers_every_kind_of_paper_variant():
+    """The paper variants outside the slow set span every family, conditioning kind and residual kind."""
+    paper = [n for n in NAMES if n.startswith("paper-")]
+    quick = [n for n in paper if not big(n)]
 
-    def kinds(group):
-        return {(s["family"], s.get("cond", "none"), s.get("residual", "identity")) for s in group}
+    def kinds(names):
+        return {(VARIANTS[n]["family"], VARIANTS[n].get("cond", "none"), VARIANTS[n].get("residual", "identity"))
+                for n in names}
 
-    assert kinds(specs) == kinds(paper)
-    assert {n.split("-16")[0].rsplit("-", 1)[-1] for n in PAPER_FULL_STREAMING if "-16" in n} == {"s", "l"}
-    assert any("2500" in n for n in PAPER_FULL_STREAMING) and any("b8" in n for n in PAPER_FULL_STREAMING)
+    assert quick and len(quick) < len(paper)
+    assert kinds(quick) == kinds(paper)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_builds_and_runs(name):
     model = make(name)
     assert model.n_knobs in (0, N_KNOBS)
@@ -105,7 +95,7 @@ def test_builds_and_runs(name):
     assert model.config()["family"] == VARIANTS[name]["family"]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_gradient_reaches_every_parameter(name):
     model = make(name).train()
     x, knobs = inputs(model, 1024)
@@ -116,7 +106,7 @@ def test_gradient_reaches_every_parameter(name):
     assert not missing, f"{name}: no gradient for {missing}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_causal(name):
     model = make(name, torch.float64)
     n = min(core_rf(model), 3000) + 700
@@ -131,7 +121,7 @@ def test_causal(name):
     assert rel_err(y2[..., t + 1 :], y1[..., t + 1 :]) > 1e-6  # the perturbation does reach the output
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_streaming_irregular_blocks_equal_offline(name):
     model = make(name)
     x, knobs = inputs(model, sum(IRREGULAR_BLOCKS))
@@ -146,7 +136,7 @@ def test_streaming_irregular_blocks_equal_offline(name):
     assert rel_err(torch.cat(outs, dim=-1), y) < 1e-5
 
 
-@pytest.mark.parametrize("name", FULL_STREAMING)
+@pytest.mark.parametrize("name", CASES)
 def test_streaming_block_1_equals_offline(name):
     model = make(name)
     x, knobs = inputs(model, 300)
@@ -155,7 +145,7 @@ def test_streaming_block_1_equals_offline(name):
     assert rel_err(process_in_blocks(model, x, knobs, 1), y) < 1e-5
 
 
-@pytest.mark.parametrize("name", FULL_STREAMING)
+@pytest.mark.parametrize("name", CASES)
 def test_streaming_equals_offline(name):
     model = make(name)
     x, knobs = inputs(model, core_rf(model) + 5000)
@@ -165,7 +155,7 @@ def test_streaming_equals_offline(name):
         assert rel_err(process_in_blocks(model, x, knobs, block), y) < 1e-5, f"block {block}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_save_load_identical(name, tmp_path):
     model = make(name)
     path = tmp_path / "model.pt"
@@ -180,7 +170,7 @@ def test_save_load_identical(name, tmp_path):
         assert torch.equal(model(x, knobs)[0], loaded(x, knobs)[0])
 
 
-@pytest.mark.parametrize("name", IMPULSE)
+@pytest.mark.parametrize("name", CASES)
 def test_receptive_field_by_impulse(name):
     """The response to an impulse lasts as long as the documented receptive field.
 
