@@ -77,8 +77,11 @@ def test_parameter_count_and_receptive_field_equal_the_reference(cfg):
     rf = model.receptive_field if model.receptive_field is not None else getattr(model, "core_receptive_field", None)
     assert rf == ref["receptive_field"], (
         f"{where}: receptive field {rf} samples here, {ref['receptive_field']} in the reference")
-    if ref.get("receptive_field_measured") is not None:  # the reference's own rf is what its impulse shows
-        assert ref["receptive_field_measured"] == ref["receptive_field"], cfg["config"]
+    if ref.get("receptive_field_measured") is not None:
+        # the reference's impulse response never outlasts its rf (its far end, a product of one tap per
+        # layer, can fall below float64 resolution: tcn-f-250-l-16, 11 blocks, ends 7 samples early);
+        # ours is checked exactly, by gradient support, in test_zoo.py
+        assert ref["receptive_field_measured"] <= ref["receptive_field"], cfg["config"]
 
 
 def _chosen(configs: list[dict]) -> dict:
@@ -100,7 +103,7 @@ def test_training_keys_and_lstm_options_follow_the_chosen_config(variant):
 def test_the_papers_table_counts():
     """Counts quoted in the papers' tables (REFERENCE.md), from the measured file: LSTM-32 4.5k,
     LSTM-96 38.1k, TCN-45-S-16 7,457, S4 small 2.4k / large 19.0k, S4 with TFiLM 28.0k / 70.2k."""
-    by_config = {Path(c["config"]).stem: c["params"] for c in CONFIGS}
+    by_config = {Path(c["config"]).stem: reference_side(c)["params"] for c in CONFIGS}
     assert round(by_config["model_bb-tbptt_lstm-32"], -2) == 4500
     assert round(by_config["model_bb-tbptt_lstm-96"], -2) == 38100
     assert by_config["model_bb_tcn-45-s-16"] == 7457
