@@ -1,55 +1,89 @@
-"""``nablafx`` command line: ``info`` (variants: params, receptive field) and ``process``
-(run a trained model over a wav/flac file, block by block with state, as a plugin would)."""
+"""``nablafx`` command line.
+
+    nablafx process MODEL_DIR in.wav out.wav --knob D=0.7 --knob T=0.5 --block 128
+    nablafx process MODEL_DIR in.wav out.wav 0.7,0.5          # knob values in the model's order
+    nablafx info MODEL_DIR                                    # a trained model
+    nablafx info tcn-45-film | --all                          # variants of params.yaml
+    nablafx export MODEL_DIR --format onnx|torchscript --block 512
+    nablafx table | record NAME                               # experiment records
+
+Every mistake a user can make ends in one line ``error: ...`` and exit status 2, before any work is
+done and without leaving an output file behind.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+COMMANDS = {
+    "process": "run a trained model over an audio file (any rate, any channel count), block by block",
+    "info": "a trained model (MODEL_DIR) or variants of params.yaml: parameters, receptive field, knobs",
+    "export": "a trained model as TorchScript or ONNX with explicit state, for a host without Python",
+    "table": "results table from experiment records (reports/experiments/*.json)",
+    "record": "snapshot the last run (params, metrics, provenance) as an experiment record",
+}
+
+
+class UsageError(ValueError):
+    """A command-line argument argparse refused (printed as one line, exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``error: nablafx process: ...``."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _process(argv) -> int:
-    import numpy as np
-    import torch
+    from nablafx.fileproc import process_file
 
-    from nablafx.data.audio import read_audio, write_audio
-    from nablafx.export import load_model
-
-    ap = argparse.ArgumentParser(prog="nablafx process", description="Process audio with a trained model")
-    ap.add_argument("input")
-    ap.add_argument("output")
-    ap.add_argument("--model-dir", default="artifacts/model")
-    ap.add_argument("--knobs", default="", help="comma-separated knob values in [0, 1], in the model's knob order")
-    ap.add_argument("--block", type=int, default=512, help="block size in samples (streaming)")
+    ap = Parser(prog="nablafx process", description="Process an audio file with a trained model, block by block "
+                "with state, as a plugin would. Any sample rate (resampled to the model's and back with libsoxr); "
+                "every channel is processed on its own with the same knobs (stereo: dual mono).")
+    ap.add_argument("args", nargs="+", metavar="[MODEL_DIR] INPUT OUTPUT [KNOBS]",
+                    help="model folder (default: --model-dir), input and output audio (.wav/.flac), "
+                         "optionally the knob values as a comma list in the model's knob order")
+    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                    help="a knob value in [0, 1] by letter (D) or name (Drive); repeat for each knob")
+    ap.add_argument("--knobs", default=None, help="comma-separated knob values in the model's knob order")
+    ap.add_argument("--model-dir", default="artifacts/model", help="model folder when MODEL_DIR is not given")
+    ap.add_argument("--block", type=int, default=512, help="block size in samples (default 512)")
+    ap.add_argument("--raw", action="store_true",
+                    help="the model's raw output (default: referenced to its response to silence, see docs)")
+    ap.add_argument("--quiet", action="store_true", help="no progress report")
     args = ap.parse_args(argv)
-    model, cfg = load_model(args.model_dir)
-    x = read_audio(args.input, cfg["sample_rate"])
-    knobs = None
-    if model.n_knobs:
-        try:
-            values = [float(v) for v in args.knobs.split(",")] if args.knobs else []
-        except ValueError:
-            values = []
-        if len(values) != model.n_knobs or not all(0.0 <= v <= 1.0 for v in values):
-            letters = ",".join(cfg.get("knob_letters") or [])
-            print(f"error: --knobs: need {model.n_knobs} values in [0, 1] for knobs {letters}", file=sys.stderr)
-            return 2
-        knobs = torch.tensor([values])
-    from nablafx.streaming import process_in_blocks
-
-    y = process_in_blocks(model, torch.from_numpy(x)[None, None], knobs, args.block)[0, 0].numpy()
-    write_audio(args.output, y.astype(np.float32), cfg["sample_rate"])
-    print(f"{args.output}: {len(y) / cfg['sample_rate']:.2f} s processed by {cfg['variant']} in blocks of {args.block}")
+    pos = list(args.args)
+    model_dir = args.model_dir
+    if len(pos) == 4 or (len(pos) == 3 and (Path(pos[0]).is_dir() or Path(pos[2]).suffix.lower() in (".wav", ".flac"))):
+        model_dir = pos.pop(0)
+    if len(pos) not in (2, 3):
+        raise UsageError("nablafx process: expected [MODEL_DIR] INPUT OUTPUT [KNOBS] (see nablafx process --help)")
+    inp, out = pos[0], pos[1]
+    comma = pos[2] if len(pos) == 3 else None
+    if comma is not None and args.knobs is not None:
+        raise UsageError("nablafx process: knob values given twice (positional and --knobs)")
+    comma = comma if comma is not None else args.knobs
+    summary = process_file(model_dir, inp, out, args.knob, comma, args.block, progress=not args.quiet,
+                           silence_reference=not args.raw)
+    knobs = ", ".join(f"{v:g}" for v in summary["knobs"]) or "none"
+    rate = (f"{summary['sample_rate']} Hz (model {summary['model_rate']} Hz, resampled)"
+            if summary["sample_rate"] != summary["model_rate"] else f"{summary['sample_rate']} Hz")
+    print(f"{out}: {summary['seconds']:.2f} s, {summary['channels']} channel(s), {rate}, processed by "
+          f"{summary['variant']} in blocks of {summary['block']} (knobs {knobs})")
     return 0
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"info": "variants: parameters and receptive field", "process": "run a trained model over a file",
-                "table": "results table from experiment records (reports/experiments/*.json)",
-                "record": "snapshot the last run (params, metrics, provenance) as an experiment record"}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: nablafx {" + ",".join(commands) + "} ...\n" + "\n".join(f"  {k:8s} {v}" for k, v in commands.items()))
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: nablafx {" + ",".join(COMMANDS) + "} ...\n" + "\n".join(f"  {k:8s} {v}" for k, v in COMMANDS.items()))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        return 0
     from nablafx.utils import USER_ERRORS
 
     try:
@@ -57,6 +91,10 @@ def main(argv=None) -> int:
             from nablafx import info
 
             return info.main(argv[1:]) or 0
+        if argv[0] == "export":
+            from nablafx import portable
+
+            return portable.main(argv[1:]) or 0
         if argv[0] == "table":
             from nablafx.evaluation import table
 
@@ -66,8 +104,8 @@ def main(argv=None) -> int:
 
             return table.record_main(argv[1:])
         return _process(argv[1:])
-    except USER_ERRORS as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+    except (*USER_ERRORS, UsageError) as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
 
 

@@ -15,7 +15,8 @@ format, ``params.yaml: <key path>: <problem>``:
 
 Sections here: ``data``, ``train``, ``test``; ``recipe`` / ``recipes`` (named overrides of ``train``
 keys, :func:`train_config`).  ``pretrain`` (:mod:`nablafx.pretraining`), ``fad``
-(:mod:`nablafx.evaluation.fad`) and ``cost`` (:mod:`nablafx.evaluation.cost`) are declared next to
+(:mod:`nablafx.evaluation.fad`), ``cost`` (:mod:`nablafx.evaluation.cost`) and ``report``
+(:mod:`nablafx.plotting.report`) are declared next to
 the code that uses them with the same decorator; ``model`` / ``aliases`` / ``variants`` are read by
 :mod:`nablafx.registry`.  :data:`SECTION_NAMES` lists every top-level key.
 
@@ -46,7 +47,7 @@ __all__ = [
 
 # every top-level key of params.yaml: registry keys first, the training recipes, then the sections
 SECTION_NAMES = ("model", "aliases", "variants", "recipe", "recipes", "data", "train", "test", "pretrain", "fad",
-                 "cost")
+                 "cost", "report")
 RECIPE_KEYS = ("recipe", "recipes")  # read with `train` by :func:`train_config`
 SECTIONS: dict[str, type] = {}  # section name → dataclass, filled by @section
 
@@ -335,6 +336,7 @@ class TrainConfig:
     lr_plateau_patience: int = setting(ge=0)  # improvement of val/loss
     num_workers: int = setting(ge=0)
     pre_emphasis: float = setting(ge=0)
+    loss_floor_db: float = setting()  # ESR/DC energy floor, dB relative to the training targets' mean power
     loss: dict[str, float] = setting(choices=_loss_terms, what="loss term", ge=0, nonempty=True)
 
 

@@ -16,10 +16,8 @@ import yaml
 from torch import nn
 
 from nablafx import fileio
+from nablafx.modeldir import FORMAT_VERSION, RETRAIN, read_config
 from nablafx.registry import build_model
-
-FORMAT_VERSION = 1  # model.pt = state dict of tensors; config.yaml = spec, knobs, rate, run info, model_sha256
-RETRAIN = "retrain it (dvc repro train)"
 
 
 def save_model(model: nn.Module, out_dir: str | Path, **info) -> None:
@@ -40,16 +38,8 @@ def save_model(model: nn.Module, out_dir: str | Path, **info) -> None:
 
 def load_model(model_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict]:
     model_dir = Path(model_dir)
+    config = read_config(model_dir)
     cfg_path = model_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: not found (train a model first: dvc repro train)")
-    try:
-        config = yaml.safe_load(cfg_path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise fileio.CorruptFileError(f"{cfg_path}: not valid YAML ({str(err).splitlines()[0]}); {RETRAIN}") from None
-    if not isinstance(config, dict):
-        raise fileio.CorruptFileError(f"{cfg_path}: not a mapping; {RETRAIN}")
-    fileio.check_written_by(model_dir, config, "model folder", FORMAT_VERSION, RETRAIN)
     pt = model_dir / "model.pt"
     state = fileio.load_torch(pt, "model weights file")
     if hashlib.sha256(pt.read_bytes()).hexdigest() != config.get("model_sha256"):

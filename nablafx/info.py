@@ -1,5 +1,6 @@
 """``nablafx info``: what a model variant is — family, conditioning, parameter count, receptive field.
 
+    nablafx info artifacts/model                  # a trained model: also latency, knobs, metrics
     python -m nablafx.info tcn-45-film            # one variant (or an alias)
     python -m nablafx.info --all                  # every variant, as a table
     python -m nablafx.info --all --markdown --update docs/models.md   # refresh the docs table
@@ -242,9 +243,73 @@ def update_section(path: str | Path, table: str, command: str, begin: str = BEGI
     write_text_atomic(path, text)
 
 
+def describe_trained(model_dir: str | Path) -> dict:
+    """Facts about a trained model folder: variant, parameters, receptive field, latency, knobs, metrics."""
+    from nablafx.export import load_model
+    from nablafx.modeldir import knob_names, test_metrics
+
+    model, cfg = load_model(model_dir)
+    sr = int(cfg["sample_rate"])
+    rf = model.receptive_field
+    core = getattr(model, "core_receptive_field", None)
+    metrics, metrics_path = test_metrics(model_dir)
+    return {
+        "model_dir": str(model_dir),
+        "variant": cfg.get("variant"),
+        "family": cfg["spec"]["family"],
+        "spec": cfg["spec"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "receptive_field": rf,
+        "receptive_field_ms": None if rf is None else 1000.0 * rf / sr,
+        "core_receptive_field": core,
+        "core_receptive_field_ms": None if core is None else 1000.0 * core / sr,
+        "latency_samples": int(getattr(model, "latency_samples", 0)),
+        "sample_rate": sr,
+        "knobs": [{"letter": letter, "name": name} for letter, name in knob_names(cfg, model_dir)],
+        "device": cfg.get("device"),
+        "training": {k: cfg.get(k) for k in ("steps", "train_seconds", "best_val_esr", "lr", "accelerator",
+                                             "precision", "resumed_from") if k in cfg},
+        "test": (metrics or {}).get("test"),
+        "test_metrics_file": str(metrics_path) if metrics_path else None,
+        "written_by": {"nablafx_version": cfg.get("nablafx_version"), "format_version": cfg.get("format_version")},
+    }
+
+
+def format_trained(d: dict) -> str:
+    knobs = ", ".join(f"{k['letter']} ({k['name']})" if k["name"] else k["letter"] for k in d["knobs"]) or "none"
+    tr = d["training"]
+    lines = [f"{d['model_dir']}: {d['variant']} ({d['family']})"]
+    if tr:
+        how = ", ".join(str(tr[k]) for k in ("accelerator", "precision") if tr.get(k))
+        lines.append(f"  trained on        {d['device']}: {tr.get('steps')} steps in {tr.get('train_seconds')} s"
+                     + (f" ({how})" if how else "") + (f", lr {tr['lr']:g}" if tr.get("lr") else ""))
+    lines.append(f"  parameters        {d['params']:,}")
+    lines.append(f"  receptive field   {_rf_text(d)}")
+    lines.append(f"  latency           {d['latency_samples']} samples")
+    lines.append(f"  sample rate       {d['sample_rate']} Hz")
+    lines.append(f"  knobs             {knobs}")
+    if tr.get("best_val_esr") is not None:
+        lines.append(f"  training metrics  best validation ESR {tr['best_val_esr']:.4f}")
+    if d["test"]:
+        t = d["test"]
+        shown = ", ".join(f"{k} {t[k]:.4g}" for k in ("esr", "mae", "mrstft", "loudness_diff_lu") if k in t)
+        lines.append(f"  test metrics      {shown} over {t.get('passages')} passages ({d['test_metrics_file']})")
+    else:
+        lines.append("  test metrics      none for this model (run `dvc repro test`)")
+    wb = d["written_by"]
+    lines.append(f"  written by        nablafx {wb['nablafx_version']} (model folder format {wb['format_version']})")
+    return "\n".join(lines)
+
+
+def _is_model_dir(arg: str) -> bool:
+    p = Path(arg)
+    return p.is_dir() or (p / "config.yaml").exists() or "/" in arg or arg.startswith(".")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="nablafx info", description=__doc__.splitlines()[0])
-    ap.add_argument("variants", nargs="*", help="variant names or aliases from params.yaml")
+    ap.add_argument("variants", nargs="*", help="variant names or aliases from params.yaml, or a trained model folder")
+    ap.add_argument("--json", action="store_true", help="with a model folder: the facts as JSON")
     ap.add_argument("--all", action="store_true", help="every variant, as a table")
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("--n-knobs", type=int, default=3, help="knobs the model is conditioned on (default 3)")
@@ -259,6 +324,16 @@ def main(argv=None) -> int:
     ap.add_argument("--summary", action="store_true",
                     help="with --paper: one row per family and conditioning instead of one per config")
     args = ap.parse_args(argv)
+    if args.variants and all(_is_model_dir(v) for v in args.variants):
+        for i, model_dir in enumerate(args.variants):
+            d = describe_trained(model_dir)
+            if args.json:
+                import json
+
+                print(json.dumps(d, indent=2, default=str))
+            else:
+                print(("\n" if i else "") + format_trained(d))
+        return 0
     params = load_params(args.params)
     command = "python -m nablafx.info " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.paper:

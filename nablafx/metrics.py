@@ -1,8 +1,16 @@
 """Time-domain metrics and spectral loss terms on ``(batch, 1, samples)`` tensors, shared by
 training (``nablafx.training.losses``) and evaluation (``nablafx.evaluation.evaluate``).
 
-ESR (error-to-signal ratio) = Σ(y − ŷ)² / Σy², per example then averaged; it sees polarity,
-so an inverted output scores ≈ 4 however good its spectrum looks.
+ESR (error-to-signal ratio) = Σ(y − ŷ)² / Σy² (Wright et al. 2019); it sees polarity, so an
+inverted output scores ≈ 4 however good its spectrum looks.  As a *metric* (:func:`esr`,
+:func:`dc_error`) it is per example then averaged: one whole passage per example in evaluation.
+
+As a *loss term* (:func:`esr_loss`, :func:`dc_loss`) the sums run over the whole batch, and the
+denominator has a floor: ``Σ(y − ŷ)² / (Σy² + N·floor)`` with ``N`` the number of samples and
+``floor`` a power (mean square) set relative to the training data's level (params.yaml
+``train.loss_floor_db``).  Per example with a 1e-10 guard, a near-silent training crop (a gap
+between sections, digital silence) turned any output into a ratio of 1e6–1e15, so that one
+crop's gradient decided every clipped update; see docs/training.md, "Quiet material".
 
 Loss terms by name (params.yaml ``train.loss: {name: weight}``): time-domain ``l1``, ``mse``,
 ``esr``, ``dc`` see polarity; spectral ``mrstft`` (multi-resolution STFT loss; Yamamoto et al.
@@ -40,26 +48,83 @@ def dc_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean(num / den)
 
 
-def mrstft_loss() -> nn.Module:
-    """Multi-resolution STFT loss (auraloss); its largest window is 2048 samples."""
+def esr_loss(pred: torch.Tensor, target: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """ESR over the whole batch: ``Σ(y − ŷ)² / (Σy² + N·floor)``, sums over every example and sample.
+
+    ``floor`` is a power (mean square per sample): a batch quieter than it is scored against it,
+    so the term stays bounded on near-silent batches (with ``floor`` = 0 only the 1e-10 guard
+    remains).  Loud batches are scored as plain ESR: an inverted output still scores ≈ 4.
+    """
+    den = torch.sum(target**2) + target.numel() * floor + EPS
+    return torch.sum((target - pred) ** 2) / den
+
+
+def dc_loss(pred: torch.Tensor, target: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """DC error over the whole batch: each example's squared mean error, summed over examples and
+    samples (``Σ_i T·mean_i(y − ŷ)²``), relative to the batch's energy with the same floor as
+    :func:`esr_loss`.  One example with ``floor`` = 0 is :func:`dc_error`."""
+    num = target.shape[-1] * torch.sum(torch.mean(target - pred, dim=-1) ** 2)
+    den = torch.sum(target**2) + target.numel() * floor + EPS
+    return num / den
+
+
+class FlooredSpectralConvergence(nn.Module):
+    """Spectral convergence ``‖|Y| − |Ŷ|‖_F / ‖|Y|‖_F`` (Arik et al. 2018; auraloss's form, over the
+    whole batch) with the floor in the denominator: ``‖|Y|‖²_F + ‖F‖²_F``, where ``F`` is the
+    magnitude spectrogram of white noise whose power is the loss floor.  With floor 0 it is
+    auraloss's ``SpectralConvergenceLoss``; with a floor an all-silent batch is scored against the
+    floor instead of auraloss's 1e-4 magnitude clamp (a −40 dBFS hiss over digital silence: 1.5e3)."""
+
+    def __init__(self, floor_bin_power: torch.Tensor):
+        super().__init__()
+        self.register_buffer("floor_bin_power", floor_bin_power.reshape(-1, 1), persistent=False)  # (bins, 1)
+
+    def forward(self, x_mag: torch.Tensor, y_mag: torch.Tensor) -> torch.Tensor:
+        floor_energy = self.floor_bin_power.sum() * (y_mag.numel() / y_mag.shape[-2])
+        return torch.norm(y_mag - x_mag, p="fro") / torch.sqrt(torch.sum(y_mag**2) + floor_energy)
+
+
+def _floor_spectral(stft_loss: nn.Module, floor: float) -> nn.Module:
+    """Put the floor into an auraloss STFT loss's spectral convergence.  White noise of power
+    ``floor`` has an expected power ``floor·Σw²`` in every STFT bin (w: the analysis window); on a
+    mel scale each band sums its filter's weights of those magnitudes."""
+    if floor > 0:
+        bin_power = torch.full((stft_loss.fft_size // 2 + 1,), floor * float(torch.sum(stft_loss.window**2)))
+        fb = getattr(stft_loss, "fb", None) if stft_loss.scale is not None else None
+        if fb is not None:
+            bin_power = (fb[0].float() @ bin_power.sqrt()) ** 2
+        stft_loss.spectralconv = FlooredSpectralConvergence(bin_power)
+    return stft_loss
+
+
+def mrstft_loss(floor: float = 0.0) -> nn.Module:
+    """Multi-resolution STFT loss (auraloss); its largest window is 2048 samples.  ``floor`` (a
+    power, see :func:`esr_loss`) floors its spectral-convergence denominator; 0 is auraloss's loss."""
     import auraloss
 
-    return auraloss.freq.MultiResolutionSTFTLoss(
+    loss = auraloss.freq.MultiResolutionSTFTLoss(
         fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50], win_lengths=[600, 1200, 240]
     )
+    for stft_loss in loss.stft_losses:
+        _floor_spectral(stft_loss, floor)
+    return loss
 
 
-def melstft_loss(sample_rate: int) -> nn.Module:
-    """Mel-scaled STFT loss (auraloss), 2048-sample frames, 128 mel bands."""
+def melstft_loss(sample_rate: int, floor: float = 0.0) -> nn.Module:
+    """Mel-scaled STFT loss (auraloss), 2048-sample frames, 128 mel bands; ``floor`` as in
+    :func:`mrstft_loss`."""
     import auraloss
 
-    return auraloss.freq.MelSTFTLoss(sample_rate, fft_size=2048, hop_size=512, win_length=2048, n_mels=128)
+    loss = auraloss.freq.MelSTFTLoss(sample_rate, fft_size=2048, hop_size=512, win_length=2048, n_mels=128)
+    return _floor_spectral(loss, floor)
 
 
 def pre_emphasis(x: torch.Tensor, coef: float) -> torch.Tensor:
     return torch.cat([x[..., :1], x[..., 1:] - coef * x[..., :-1]], dim=-1)
 
 
-TIME_TERMS = {"l1": l1, "mse": mse, "esr": esr, "dc": dc_error}
-SPECTRAL_TERMS = {"mrstft": lambda sample_rate: mrstft_loss(), "melstft": melstft_loss}  # name → builder(sample_rate)
+TIME_TERMS = {"l1": l1, "mse": mse, "esr": esr_loss, "dc": dc_loss}  # name → fn(pred, target[, floor])
+FLOORED_TERMS = ("esr", "dc")  # time terms that take the energy floor
+SPECTRAL_TERMS = {"mrstft": lambda sample_rate, floor=0.0: mrstft_loss(floor),
+                  "melstft": melstft_loss}  # name → builder(sample_rate, floor)
 LOSS_TERMS = (*TIME_TERMS, *SPECTRAL_TERMS)

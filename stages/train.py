@@ -23,7 +23,7 @@ def main(argv=None):
     info = run_training(params, args.index, args.model_dir, args.ckpt_dir, args.live_dir, args.pretrained)
     write_json(Path(args.model_dir) / "provenance.json", record(params))
     print(f"train: {info['variant']} ({info['params']} params) on {info['device']}: {info['steps']} steps "
-          f"in {info['train_seconds']} s on {info['accelerator']}, best val loss {info['best_val_loss']:.4f}")
+          f"in {info['train_seconds']} s on {info['accelerator']}, best val ESR {info['best_val_esr']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """Metrics (nablafx.metrics) against closed forms / float64 numpy."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from nablafx import metrics
+
+from .conftest import REPO_PARAMS
 
 
 def test_esr_matches_numpy_and_sees_polarity():
@@ -37,3 +41,104 @@ def test_loss_term_tables():
     y = torch.randn(1, 1, 8192)
     for name, build in metrics.SPECTRAL_TERMS.items():
         assert float(build(48000)(y, y)) < 1e-6, name
+
+
+# --------------------------------------------------------------------------- loss terms, quiet material
+def test_esr_and_dc_loss_sum_over_the_batch_with_a_floor():
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((3, 1, 500)) * np.array([1.0, 1e-4, 0.0])[:, None, None]  # loud, quiet, silent
+    p = y + 0.01 * rng.standard_normal(y.shape)
+    floor = 1e-3
+    ref = np.sum((y - p) ** 2) / (np.sum(y**2) + y.size * floor)
+    got = metrics.esr_loss(torch.from_numpy(p), torch.from_numpy(y), floor)
+    assert float(got) == pytest.approx(ref, rel=1e-12)
+    ref_dc = 500 * np.sum(np.mean(y - p, axis=-1) ** 2) / (np.sum(y**2) + y.size * floor)
+    assert float(metrics.dc_loss(torch.from_numpy(p), torch.from_numpy(y), floor)) == pytest.approx(ref_dc, rel=1e-12)
+    # one example without a floor: the per-example metrics
+    one_p, one_y = torch.from_numpy(p[:1]), torch.from_numpy(y[:1])
+    assert float(metrics.esr_loss(one_p, one_y)) == pytest.approx(float(metrics.esr(one_p, one_y)), rel=1e-9)
+    assert float(metrics.dc_loss(one_p, one_y)) == pytest.approx(float(metrics.dc_error(one_p, one_y)), rel=1e-9)
+
+
+def test_spectral_terms_without_floor_are_auralosses_and_the_floor_is_white_noise_at_that_power():
+    import auraloss
+
+    y = torch.randn(2, 1, 8192) * 0.1
+    p = y + 0.01 * torch.randn_like(y)
+    ref = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
+                                                win_lengths=[600, 1200, 240])
+    assert float(metrics.mrstft_loss()(p, y)) == float(ref(p, y))
+    ref_mel = auraloss.freq.MelSTFTLoss(48000, fft_size=2048, hop_size=512, win_length=2048, n_mels=128)
+    assert float(metrics.melstft_loss(48000)(p, y)) == float(ref_mel(p, y))
+    floor = 1e-5
+    noise = torch.randn(1, 48000, generator=torch.Generator().manual_seed(0)) * floor**0.5
+    for stft in metrics.mrstft_loss(floor).stft_losses:  # ‖|Y|‖² of white noise at the floor ≈ the floor energy
+        mag, _ = stft.stft(noise)
+        floor_energy = stft.spectralconv.floor_bin_power.sum() * mag.numel() / mag.shape[-2]
+        assert float(torch.sum(mag**2) / floor_energy) == pytest.approx(1.0, abs=0.02)
+
+
+def _crops(n=8192, seed=0):
+    """All-silent, −80 dBFS (RMS) noise and a hot (0 dBFS peak, clipped) guitar-like crop."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / 48000
+    hot = 0.99 * torch.tanh(4 * torch.sin(2 * torch.pi * 110 * t) * torch.exp(-3 * t) + 0.5 * torch.sin(2 * torch.pi * 330 * t))
+    return {"silent": torch.zeros(1, 1, n), "quiet": 1e-4 * torch.randn(1, 1, n, generator=g), "hot": hot[None, None]}
+
+
+# data at −20 dBFS RMS, floor 30 dB under it (params.yaml train.loss_floor_db)
+FLOOR = 0.1**2 * 10 ** (-30 / 10)
+
+
+@pytest.mark.parametrize("term", metrics.LOSS_TERMS)
+def test_each_loss_term_on_silent_quiet_and_hot_crops(term):
+    from nablafx.training.losses import WeightedLoss
+
+    loss = WeightedLoss({term: 1.0}, floor=FLOOR)
+    crops = _crops()
+    g = torch.Generator().manual_seed(1)
+    hiss = lambda db: 10 ** (db / 20) * torch.randn(1, 1, 8192, generator=g)  # noqa: E731
+    score = {}
+    for name, y in crops.items():
+        for pname, p in {"exact": y, "zero": torch.zeros_like(y), "inverted": -y, "hiss-80": y + hiss(-80),
+                         "hiss-40": y + hiss(-40), "dc": y + 0.01}.items():
+            value = float(loss(p, y)[0])
+            assert math.isfinite(value), (term, name, pname)
+            score[name, pname] = value
+    for name in crops:  # the right answer scores 0
+        assert score[name, "exact"] < 1e-6, (term, name)
+    # bounded on the silent and the −80 dBFS crop: a −80 dBFS hiss is harmless (the per-example ESR
+    # scored it ~1e6 on digital silence) and a −40 dBFS hiss costs more than it, but stays bounded
+    for name in ("silent", "quiet"):
+        assert score[name, "hiss-80"] < {"mrstft": 4.0, "melstft": 5.0}.get(term, 0.01), (term, name, score)
+        assert score[name, "hiss-80"] < score[name, "hiss-40"] < {"mrstft": 15, "melstft": 15}.get(term, 15), (term, name)
+        if term in ("l1", "mse", "esr"):  # a DC offset (−40 dBFS) is seen (mel bands start above 0 Hz)
+            assert score[name, "dc"] > score[name, "hiss-80"], (term, name)
+    # a hot crop is scored as usual: polarity shows in every time-domain term, not in spectral ones
+    if term in ("esr", "mse"):
+        assert score["hot", "inverted"] == pytest.approx(4 * score["hot", "zero"], rel=1e-3)
+    if term == "l1":
+        assert score["hot", "inverted"] == pytest.approx(2 * score["hot", "zero"], rel=1e-3)
+    if term == "esr":
+        assert score["hot", "inverted"] == pytest.approx(4.0, rel=1e-3)
+        assert score["hot", "zero"] == pytest.approx(1.0, rel=1e-3)
+    if term in metrics.SPECTRAL_TERMS:
+        assert score["hot", "inverted"] < 1e-6 and score["hot", "zero"] > 1.0
+    # an inverted near-silent crop is below the floor: no reason to blow the loss up
+    assert score["quiet", "inverted"] <= max(score["quiet", "zero"], 1e-6) * 4 + 1e-6
+
+
+def test_default_loss_keeps_polarity_safety_on_mixed_batches():
+    """The params.yaml recipe: an output that is the inverted target scores far worse than a
+    correct one and worse than silence, whether the batch is hot or mostly near-silent."""
+    from nablafx.config import load_params
+    from nablafx.training.losses import WeightedLoss
+
+    weights = load_params(REPO_PARAMS)["train"]["loss"]
+    loss = WeightedLoss(weights, floor=FLOOR)
+    c = _crops()
+    for batch in (c["hot"], torch.cat([c["hot"], c["silent"], c["quiet"], c["silent"]])):
+        inverted = float(loss(-batch, batch)[0])
+        assert inverted > 4 * weights["esr"] * 0.99
+        assert inverted > float(loss(torch.zeros_like(batch), batch)[0])
+        assert inverted > 20 * float(loss(0.95 * batch, batch)[0])

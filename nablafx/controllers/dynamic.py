@@ -19,6 +19,7 @@ from torch import nn
 from nablafx.controllers.base import Controller, logit, register_controller
 from nablafx.dsp.gain import amplitude_to_db
 from nablafx.errors import ConfigError
+from nablafx.streaming import knobs_at
 
 
 @register_controller("dynamic")
@@ -45,10 +46,10 @@ class DynamicController(Controller):
         return {"pos": 0, "peak": torch.zeros(batch_size, device=device, dtype=dtype), "h": z, "c": z.clone()}
 
     def _features(self, peaks: torch.Tensor, knobs: torch.Tensor | None) -> torch.Tensor:
-        # peaks: (B, K) -> (B, K, 2 [+ n_knobs])
+        # peaks: (B, K) -> (B, K, 2 [+ n_knobs]); knobs: (B, K, n_knobs), each frame's value at its last sample
         feats = torch.stack([peaks, (amplitude_to_db(peaks, floor=1e-5) + 100.0) / 100.0], dim=-1)
         if self.n_knobs:
-            feats = torch.cat([feats, knobs[:, None, :].to(feats.dtype).expand(-1, feats.shape[1], -1)], dim=-1)
+            feats = torch.cat([feats, knobs.to(feats.dtype)], dim=-1)
         return feats
 
     def forward(self, x, knobs=None, state=None):
@@ -69,7 +70,10 @@ class DynamicController(Controller):
         n_full, rem = divmod(rest.shape[-1], hop)
         full = rest[:, : n_full * hop].reshape(batch, n_full, hop).amax(dim=-1)
         peaks = torch.cat([first[:, None], full], dim=1)  # (B, K) completed frames
-        out, (h, c) = self.lstm(self._features(peaks, knobs).to(h.dtype), (h, c))
+        frame_knobs = None
+        if self.n_knobs:  # each completed frame sees the knobs at its last sample
+            frame_knobs = knobs_at(knobs, [n_first - 1 + j * hop for j in range(peaks.shape[1])])
+        out, (h, c) = self.lstm(self._features(peaks, frame_knobs).to(h.dtype), (h, c))
         new = torch.sigmoid(self.readout(out))  # (B, K, P)
         values = torch.cat([held[:, None], new], dim=1)  # (B, K + 1, P)
         lengths = torch.tensor([n_first] + [hop] * n_full + [rem], device=x.device)

@@ -49,7 +49,10 @@ class StaticCondController(Controller):
         self.net = nn.Sequential(*mods)
 
     def forward(self, x, knobs=None, state=None):
-        p = torch.sigmoid(self.net(knobs.to(self.net[-1].weight.dtype))).to(x.dtype)
+        k = knobs.to(self.net[-1].weight.dtype)
+        if k.dim() == 3:  # per-sample knobs (B, K, T) → per-sample parameters (B, P, T)
+            return torch.sigmoid(self.net(k.transpose(1, 2))).transpose(1, 2).to(x.dtype), state
+        p = torch.sigmoid(self.net(k)).to(x.dtype)
         return p.unsqueeze(-1), state
 
 

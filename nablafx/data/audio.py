@@ -133,6 +133,20 @@ def load_audio(path: str | Path, sample_rate: int, check_finite: bool = True) ->
     if info.channels != 1:
         raise DatasetError(f"{path}: {info.channels} channels, expected 1 (mono): nablafx models one channel; "
                            f"export a mono file, e.g. `sox in.wav out.wav remix 1` for the first channel")
+    return _read_checked(path, info, check_finite), info
+
+
+def read_audio_any(path: str | Path, check_finite: bool = True) -> tuple[np.ndarray, int]:
+    """Read a file at any sample rate and channel count as float32 ``(channels, samples)`` with its rate
+    (``nablafx process``); the same checks as :func:`load_audio` otherwise."""
+    path = Path(path)
+    info = audio_info(path)
+    data = _read_checked(path, info, check_finite)
+    return (data[None, :] if data.ndim == 1 else np.ascontiguousarray(data.T)), int(info.samplerate)
+
+
+def _read_checked(path: Path, info, check_finite: bool) -> np.ndarray:
+    sample_rate = info.samplerate
     if info.format == "WAV" and (problem := _wav_header_problem(path, info)):
         raise DatasetError(f"{path}: {problem}")
     try:
@@ -145,10 +159,10 @@ def load_audio(path: str | Path, sample_rate: int, check_finite: bool = True) ->
     if len(data) == 0:
         raise DatasetError(f"{path}: no samples (empty audio file); {_REEXPORT}")
     if check_finite and not np.all(np.isfinite(data)):
-        bad = int(np.flatnonzero(~np.isfinite(data))[0])
+        bad = int(np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).any(axis=1))[0])
         raise DatasetError(f"{path}: contains NaN or infinite samples (first at sample {bad}, "
                            f"{bad / sample_rate:.3f} s): fix or re-render the file")
-    return data, info
+    return data
 
 
 def read_audio(path: str | Path, sample_rate: int, check_finite: bool = True) -> np.ndarray:
@@ -157,7 +171,8 @@ def read_audio(path: str | Path, sample_rate: int, check_finite: bool = True) ->
 
 
 def write_audio(path: str | Path, data: np.ndarray, sample_rate: int) -> None:
-    """Write mono float audio atomically (temporary file + rename): WAV as float32, FLAC as 24 bit.
+    """Write float audio atomically (temporary file + rename): WAV as float32, FLAC as 24 bit.
+    ``data``: mono ``(samples,)`` or ``(channels, samples)``.
     Encoded in memory first: soundfile ignores errors raised by a file object it writes to."""
     import io
 
@@ -167,6 +182,9 @@ def write_audio(path: str | Path, data: np.ndarray, sample_rate: int) -> None:
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
     if fmt is None:
         raise DatasetError(f"{path}: cannot write audio with suffix {path.suffix!r}; use {', '.join(AUDIO_SUFFIXES)}")
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 2:
+        data = data[0] if data.shape[0] == 1 else np.ascontiguousarray(data.T)  # soundfile: (samples, channels)
     buf = io.BytesIO()
-    sf.write(buf, np.asarray(data, dtype=np.float32), sample_rate, format=fmt, subtype="FLOAT" if fmt == "WAV" else "PCM_24")
+    sf.write(buf, data, sample_rate, format=fmt, subtype="FLOAT" if fmt == "WAV" else "PCM_24")
     write_bytes_atomic(path, buf.getvalue())

@@ -7,7 +7,8 @@ ToneTwist layout where one dry file feeds every knob setting of every device:
 * **clipping**: the fraction of samples at ± digital full scale (:func:`clipped_fraction`) in the
   target (refused above 1 %: the recording overloaded, the pair is no longer what the device did)
   *and* in the dry (refused above 1 % as well: a DI recorded too hot — or the files are swapped);
-* **silence**: leading silence and the fraction of 10 ms frames more than 60 dB below the file's
+* **silence**: RMS below the silence level, or only a DC offset (:func:`ac_rms`: a constant
+  file passes an RMS check and then misleads the latency search); leading silence and the fraction of 10 ms frames more than 60 dB below the file's
   loudest frame (:func:`silence_profile`) for the dry; for the wet, the fraction of the dry's
   active frames in which the wet is muted, 60 dB below its usual gain (:func:`muted_fraction`: a
   bass passage with rests is 40 % silent in dry and wet alike, and a slow-attack compressor's wet
@@ -37,6 +38,7 @@ import numpy as np
 
 from nablafx.data.audio import full_scale
 
+SILENCE_RMS = 1e-5              # a file (or a training region) below this RMS — or this AC RMS — is silent
 FRAME_SECONDS = 0.01            # silence is measured on 10 ms frames
 SILENCE_DB = -60.0              # a frame is silent when its RMS is this far below the loudest frame's
 SILENT_WARN_FRACTION = 0.5      # warn when more of a dry passage than this is silent …
@@ -119,6 +121,13 @@ def clipped_fraction(x: np.ndarray, subtype: str) -> float:
         run[:-1] |= at[:-1] & at[1:]
         n += int(np.count_nonzero(run))
     return float(n / len(x))
+
+
+def ac_rms(x: np.ndarray) -> float:
+    """RMS of ``x`` without its mean: the level of the signal a model can learn from.  A file whose
+    RMS is above the silence level but whose ``ac_rms`` is not holds nothing but a DC offset."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.sqrt(np.mean((x - np.mean(x)) ** 2))) if len(x) else 0.0
 
 
 def silent_frames(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:

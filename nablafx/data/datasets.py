@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nablafx.data.audio import read_audio
+from nablafx.data.audio import DatasetError, read_audio
+from nablafx.data.checks import SILENCE_RMS, ac_rms
 
 
 class AudioBank:
@@ -27,6 +28,38 @@ class AudioBank:
 
     def __getitem__(self, path: str) -> np.ndarray:
         return self._audio[path]
+
+
+def target_power(items: list[dict], bank: AudioBank, pre_emphasis: float = 0.0) -> float:
+    """Mean square of the wet audio over the items' [start, end) regions (all samples weighted
+    alike), after the loss's first-order pre-emphasis ``y[n] − a·y[n−1]`` when ``a`` > 0: the
+    level the training loss's energy floor is set against."""
+    total, count = 0.0, 0
+    for it in items:
+        y = bank[it["wet"]][it["start"] : it["end"]].astype(np.float64)
+        if pre_emphasis:
+            y = np.concatenate([y[:1], y[1:] - pre_emphasis * y[:-1]])
+        total += float(np.dot(y, y))
+        count += len(y)
+    return total / count if count else 0.0
+
+
+def check_training_targets(items: list[dict], bank: AudioBank) -> None:
+    """Refuse training targets with nothing to learn: an item's training region whose target is
+    silent or only a DC offset (its RMS without the mean below the silence level).  ``prepare``
+    refuses such files whole; this catches a region of one (the signal only in the validation
+    part) or an index written before those checks, before a step is taken — the loss on such a
+    target is scored against the floor alone, or, if every target is silent, against nothing."""
+    sr = bank.sample_rate
+    for it in items:
+        y = bank[it["wet"]][it["start"] : it["end"]]
+        if ac_rms(y) < SILENCE_RMS:
+            what = "silent" if np.sqrt(np.mean(np.square(y, dtype=np.float64))) < SILENCE_RMS else \
+                f"only a DC offset ({float(np.mean(y)):+.3g})"
+            raise DatasetError(
+                f"{it['wet']}: the training region {it['start'] / sr:.2f}–{it['end'] / sr:.2f} s of knob setting "
+                f"{it['knob_code']} is {what} (RMS without the mean below {SILENCE_RMS}): nothing to train on; "
+                f"re-record the target, or remove the setting's folder (then rerun prepare)")
 
 
 def _slice(audio: np.ndarray, start: int, end: int) -> np.ndarray:

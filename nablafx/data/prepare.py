@@ -25,7 +25,7 @@ from nablafx.data.tonetwist import scan_layout
 
 __all__ = ["SILENCE_RMS", "content_hash", "file_sha256", "measure_latency", "prepare_device"]
 
-SILENCE_RMS = 1e-5
+SILENCE_RMS = chk.SILENCE_RMS
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -68,11 +68,20 @@ def _check_sane(path, x: np.ndarray, sample_rate: int) -> None:
                            f"re-export it scaled to ±1")
 
 
+def _check_not_dc_only(path, x: np.ndarray, fix: str) -> None:
+    """Refuse a file that holds only a DC offset (constant, or signal below the silence level
+    around a constant): nothing to learn, and the latency search on it reports a bogus lag."""
+    if chk.ac_rms(x) < SILENCE_RMS:
+        raise DatasetError(f"{path}: only a DC offset ({float(np.mean(x)):+.3g}; RMS without it below {SILENCE_RMS}): "
+                           f"no signal: {fix}")
+
+
 def _check_dry(path, x: np.ndarray, info, sample_rate: int, warnings: list) -> dict:
     """Silence, clipping and repeats of one dry file; refuse what cannot train, warn the rest."""
     _check_sane(path, x, sample_rate)
     if np.sqrt(np.mean(x.astype(np.float64) ** 2)) < SILENCE_RMS:
         raise DatasetError(f"{path}: silent (RMS below {SILENCE_RMS}): replace it with the dry recording")
+    _check_not_dc_only(path, x, "replace it with the dry recording")
     clipped = chk.clipped_fraction(x, info.subtype)
     if clipped > chk.CLIP_REFUSE_FRACTION:
         raise DatasetError(f"{path}: {_pct(clipped)} of samples at full scale (clipped): re-record the dry with "
@@ -118,6 +127,7 @@ def _check_wet(p, dry: np.ndarray, dcheck: dict, wet: np.ndarray, info, sample_r
     _check_sane(p.wet, wet, sample_rate)
     if np.sqrt(np.mean(wet.astype(np.float64) ** 2)) < SILENCE_RMS:
         raise DatasetError(f"{p.wet}: silent (RMS below {SILENCE_RMS}): a failed render or recording; re-record it")
+    _check_not_dc_only(p.wet, wet, "a failed render or recording; re-record it")
     clipped = chk.clipped_fraction(wet, info.subtype)
     if clipped > chk.CLIP_REFUSE_FRACTION:
         raise DatasetError(f"{p.wet}: {_pct(clipped)} of samples at full scale (clipped): the recording overloaded; "

@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from nablafx.errors import ConfigError
@@ -151,6 +152,20 @@ def update_readme(readme: str | Path, rows: list[dict]) -> bool:
     return new != text
 
 
+def dvc_executable() -> str:
+    """``dvc`` from PATH, else the one installed beside this Python (a venv not on PATH); one-line error."""
+    import shutil
+
+    found = shutil.which("dvc")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "dvc"
+    if beside.is_file():
+        return str(beside)
+    raise FileNotFoundError("dvc: not found on PATH nor beside this Python "
+                            f"({Path(sys.executable).parent}); run `make install` and use .venv/bin/nablafx")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="nablafx table", description=__doc__.splitlines()[0])
     ap.add_argument("--records", default="reports/experiments", help="folder of `nablafx record` files")
@@ -160,11 +175,11 @@ def main(argv=None) -> int:
                     help="read `dvc exp show --json [ARGS]` instead of the records (prints only)")
     args = ap.parse_args(argv)
     if args.exp_show is not None:
-        out = subprocess.run(["dvc", "exp", "show", "--json", *args.exp_show], capture_output=True, text=True,
-                             check=False)
+        out = subprocess.run([dvc_executable(), "exp", "show", "--json", *args.exp_show], capture_output=True,
+                             text=True, check=False)
         if out.returncode != 0:
             last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode
-            print(f"error: dvc exp show failed: {last}")
+            print(f"error: dvc exp show failed: {last}", file=sys.stderr)
             return 2
         print(to_markdown(rows_from_exp_show(json.loads(out.stdout))))
         return 0

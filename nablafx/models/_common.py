@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nablafx.errors import ConfigError
-from nablafx.streaming import StreamingModel
+from nablafx.streaming import StreamingModel, knob_slice
 
 
 def check_positive(**values) -> None:
@@ -34,7 +34,7 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
         return step(x, knobs, state)
     outs = []
     for start in range(0, n, segment):
-        y, state = step(x[..., start : start + segment], knobs, state)
+        y, state = step(x[..., start : start + segment], knob_slice(knobs, start, start + segment), state)
         outs.append(y)
     return torch.cat(outs, dim=-1), state
 

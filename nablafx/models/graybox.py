@@ -98,6 +98,21 @@ class GrayBoxModel(StreamingModel):
     # --- inspection (plots, reports) -----------------------------------------------------------
 
     @torch.no_grad()
+    def trace(self, x: torch.Tensor, knobs: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        """Run the chain offline and return, per processor, ``{"input", "params", "output"}``: the
+        signal entering it ``(B, 1, n)``, its normalised parameters ``(B, P, 1 or n)`` (``None`` for
+        a processor without parameters) and its output.  The last output equals ``forward``'s."""
+        knobs = self.check_knobs(x, knobs)
+        state = self.init_state(x.shape[0], x.device, x.dtype)
+        out = []
+        for proc, ctrl, (p_state, c_state) in zip(self.processors, self.controllers, state):
+            params, _ = ctrl(x, knobs, c_state)
+            y, _ = proc(x, params, p_state)
+            out.append({"input": x, "params": params if proc.n_params else None, "output": y})
+            x = y
+        return out
+
+    @torch.no_grad()
     def control_values(self, knobs: torch.Tensor | None = None) -> list[dict[str, float]]:
         """Real-unit parameters of every processor with a static / static-cond controller.
 

@@ -90,7 +90,8 @@ class LSTMModel(StreamingModel):
             seq = torch.cat([seq, cond.transpose(1, 2).expand(-1, seq.shape[1], -1)], dim=-1)
             state = (h, c)
         elif knobs is not None:
-            seq = torch.cat([seq, knobs[:, None, :].expand(-1, seq.shape[1], -1)], dim=-1)
+            k = knobs[:, None, :].expand(-1, seq.shape[1], -1) if knobs.dim() == 2 else knobs.transpose(1, 2)
+            seq = torch.cat([seq, k], dim=-1)
         h, state = self.lstm(seq, state)
         y = self.out(h).transpose(1, 2)  # (B, 1, T)
         if self.residual:

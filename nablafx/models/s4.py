@@ -80,6 +80,27 @@ class S4Model(ConditionedStack):
         self.out = Pointwise(channels, 1)
         self.output_tanh = output_tanh
         self.segment = segment
+        self._start_without_offsets(channels)
+
+    def _start_without_offsets(self, channels: int) -> None:
+        """Zero, at initialisation, every constant the network adds: the biases of the 1×1 convs
+        and the shift half of each modulation's (scale, shift) projection.  A constant entering an
+        S4D layer comes out multiplied by its DC gain ``D + 2·Re Σ C̃/(1 − dA)`` (the slow real
+        mode alone: 4·Re C ~ N(0, 8)), block after block through the residual stack, and rings with
+        the SSMs' start-up transient from the zero state of every training crop.  With the default
+        1×1 conv initialisation the untrained model's output did not depend on its input: +8 to
+        +32 dBFS on digital silence, 3 to 40 dB above the target on playing (initial ESR 3 to 9·10³),
+        the losses of 10³–10⁶ in the first steps that quiet material made worse
+        (docs/training.md, "Quiet material").  Zeroed, silence in gives silence out and the
+        output starts below the target's level; training learns whatever offsets the device has."""
+        with torch.no_grad():
+            for conv in (self.inp, self.out, *(b.mix for b in self.blocks)):
+                conv.bias.zero_()
+            for block in self.blocks:
+                for lin in block.mod.modules():
+                    if isinstance(lin, nn.Linear) and lin.out_features == 2 * channels:  # (scale, shift)
+                        lin.weight[channels:].zero_()
+                        lin.bias[channels:].zero_()
 
     @property
     def receptive_field(self) -> int | None:

@@ -39,7 +39,8 @@ class CausalBlockLSTM(nn.Module):
 
     ``forward(z, extra, state)`` returns ``(hs, state)``: ``hs (B, S, hidden)`` holds the LSTM
     output valid for each of the S blocks touched by this call (see :func:`expand_blocks`).
-    ``extra (B, E)`` (e.g. the knobs) is appended to every LSTM input step.
+    ``extra (B, E)`` (e.g. the knobs) is appended to every LSTM input step; per-sample ``(B, E, n)``:
+    each step gets the value at the last sample of its block.
     """
 
     def __init__(self, in_features: int, hidden: int, block_size: int = 128, extra_features: int = 0,
@@ -96,14 +97,16 @@ class CausalBlockLSTM(nn.Module):
         lstm = self.lstm
         if steps > SHORT_STEPS:
             if extra is not None:
-                seq = torch.cat([seq, extra[:, None, :].expand(-1, steps, -1)], dim=-1)
+                seq = torch.cat([seq, extra[:, None, :].expand(-1, steps, -1) if extra.dim() == 2 else extra], dim=-1)
             out, (h, c) = lstm(seq, (h, c))
             return out, h, c
         # few steps: explicit cell updates (PyTorch gate order i, f, g, o)
         w_ih = lstm.weight_ih_l0
         bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
-        if extra is not None:
+        if extra is not None and extra.dim() == 2:
             bias = torch.addmm(bias, extra, w_ih[:, self.lstm_in :].t())[:, None, :]  # (B, 1, 4H)
+        elif extra is not None:  # one value per step (B, m, E)
+            bias = torch.matmul(extra, w_ih[:, self.lstm_in :].t()) + bias  # (B, m, 4H)
         gates_x = torch.matmul(seq, w_ih[:, : self.lstm_in].t()) + bias  # (B, m, 4H)
         w_hh_t = lstm.weight_hh_l0.t()
         hh, cc = h[0], c[0]
@@ -123,6 +126,9 @@ class CausalBlockLSTM(nn.Module):
         h, c = state["h"], state["c"]
         nseg = (pos + n - 1) // self.block_size + 1  # blocks touched by this call
         if pooled is not None:
+            if extra is not None and extra.dim() == 3:  # block j of this call ends at sample bs − pos − 1 + j·bs
+                ends = range(self.block_size - pos - 1, n, self.block_size)
+                extra = extra[..., list(ends)[: pooled.shape[-1]]].transpose(1, 2)  # (B, m, E)
             out, h_new, c_new = self.run_lstm(pooled, extra, h, c)
             hs = torch.cat([h[0][:, None, :], out[:, : nseg - 1]], dim=1) if nseg > 1 else h[0][:, None, :]
         else:

@@ -37,7 +37,8 @@ class KnobEmbedding(nn.Module):
         )
 
     def forward(self, knobs: torch.Tensor) -> torch.Tensor:
-        return self.net(knobs)
+        """``(B, n_knobs)`` → ``(B, dim)``; per-sample ``(B, n_knobs, T)`` → ``(B, T, dim)``."""
+        return self.net(knobs if knobs.dim() == 2 else knobs.transpose(1, 2))
 
 
 class FiLM(nn.Module):
@@ -49,5 +50,8 @@ class FiLM(nn.Module):
         self.proj = nn.Linear(embed_dim, 2 * channels)
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.proj(emb).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        if emb.dim() == 2:
+            scale, shift = self.proj(emb).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        else:  # per-sample embedding (B, T, E): scale and shift per sample, (B, C, T) each
+            scale, shift = self.proj(emb).transpose(1, 2).chunk(2, dim=1)
         return torch.addcmul(shift, h, 1.0 + scale)

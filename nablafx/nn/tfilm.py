@@ -62,7 +62,7 @@ class BlockModulation(nn.Module):
             return (self.mlp(hs) + one).transpose(1, 2)
         w = self.proj.weight
         bias = self.proj.bias + one
-        if self.n_knobs and knobs is not None:
+        if self.n_knobs and knobs is not None and knobs.dim() == 2:
             bias = torch.addmm(bias, knobs, w[:, self.hidden :].t())  # (B, 2C)
         else:
             bias = bias.expand(hs.shape[0], -1)
@@ -70,6 +70,8 @@ class BlockModulation(nn.Module):
 
     def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
         ss = expand_blocks(self.scale_shift(hs, knobs), pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
+        if self.n_knobs and knobs is not None and knobs.dim() == 3:  # per-sample knobs: their term per sample
+            ss = ss + torch.matmul(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
         return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
 
 

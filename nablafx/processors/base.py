@@ -116,6 +116,23 @@ class Processor(nn.Module):
         raise NotImplementedError
 
 
+CONTROL_HOP = 32  # per-sample parameters of recursive filters: coefficients updated every CONTROL_HOP samples
+
+
+def control_rate(params: torch.Tensor, hop: int = CONTROL_HOP) -> torch.Tensor:
+    """Hold ``params (B, P, T)`` over steps of ``hop`` samples (from the call's start) when they change
+    more often than that — per-sample trajectories from moving knobs — so that a recursive filter is
+    redesigned every ``hop`` samples instead of every sample.  Piecewise-constant parameters with
+    fewer changes (a dynamic controller's frames) pass unchanged."""
+    n = params.shape[-1]
+    if n <= 1:
+        return params
+    changes = int((params[..., 1:] != params[..., :-1]).flatten(0, -2).any(dim=0).sum())
+    if changes <= n // hop + 1:
+        return params
+    return params[..., ::hop].repeat_interleave(hop, dim=-1)[..., :n]
+
+
 # --- registry of processor types ----------------------------------------------------------------
 
 PROCESSORS: dict[str, type[Processor]] = {}

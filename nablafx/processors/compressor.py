@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nablafx.dsp.compressor import compressor, init_compressor_state
-from nablafx.processors.base import ParamRange, Processor, register_processor
+from nablafx.processors.base import CONTROL_HOP, ParamRange, Processor, register_processor
 
 
 @register_processor("compressor")
@@ -38,6 +38,17 @@ class Compressor(Processor):
 
     def forward(self, x: torch.Tensor, params=None, state=None):
         p = self.denormalise(params)
+        times = torch.cat([p["attack_ms"], p["release_ms"]], dim=1)
+        if times.shape[-1] > 1 and bool((times != times[..., :1]).any()):
+            # moving knobs: attack and release follow every CONTROL_HOP samples, the detector state carried
+            outs = []
+            for start in range(0, x.shape[-1], CONTROL_HOP):
+                sl = slice(start, start + CONTROL_HOP)
+                y, state, _ = compressor(x[..., sl], self.sample_rate, p["threshold_db"][..., sl], p["ratio"][..., sl],
+                                         p["attack_ms"][:, 0, start], p["release_ms"][:, 0, start], p["knee_db"][..., sl],
+                                         p["makeup_db"][..., sl], state)
+                outs.append(y)
+            return torch.cat(outs, dim=-1), state
         y, state, _ = compressor(x, self.sample_rate, p["threshold_db"], p["ratio"], p["attack_ms"][:, 0, 0],
                                  p["release_ms"][:, 0, 0], p["knee_db"], p["makeup_db"], state)
         return y, state

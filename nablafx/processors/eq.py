@@ -20,7 +20,7 @@ from nablafx.dsp import biquad
 from nablafx.dsp.filters import fsm_impulse_response, sos_filter, sos_filter_tv, sos_freqz
 from nablafx.dsp.fir import fir_filter
 from nablafx.errors import ConfigError
-from nablafx.processors.base import ParamRange, Processor, register_processor
+from nablafx.processors.base import ParamRange, Processor, control_rate, register_processor
 
 _Q = ParamRange(0.1, 10.0, "", "log", default=0.707)
 _SHELF_Q = ParamRange(0.3, 3.0, "", "log", default=0.707)
@@ -77,15 +77,16 @@ class BiquadCascade(Processor):
 
     def forward(self, x, params=None, state=None):
         if self.method == "fsm":
-            if params.shape[-1] != 1:
-                raise ValueError("method 'fsm' needs parameters constant over the block (static controllers)")
+            if params.shape[-1] != 1 and bool((params != params[..., :1]).any()):
+                # only moving knobs get here (the config refuses dynamic controllers): the FIR follows per block
+                params = params[..., -1:]
             b, a = self.coefficients(params[..., 0])
             h = fsm_impulse_response(sos_freqz(b, a, self.n_fft), self.n_taps).to(x.dtype)  # (B, n_taps)
             return fir_filter(x, h, state)
         if params.shape[-1] == 1:
             b, a = self.coefficients(params[..., 0])
             return sos_filter(x, b, a, state)
-        return sos_filter_tv(x, params, self.coefficients, state)
+        return sos_filter_tv(x, control_rate(params), self.coefficients, state)
 
 
 def _band(lo_hz, hi_hz, default_hz, q=_Q, gain=True):

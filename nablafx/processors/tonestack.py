@@ -7,7 +7,7 @@ import torch
 from nablafx.dsp.filters import freqz, sos_filter, sos_filter_tv
 from nablafx.dsp.tonestack import CIRCUITS, tonestack_coeffs
 from nablafx.errors import ConfigError
-from nablafx.processors.base import ParamRange, Processor, register_processor
+from nablafx.processors.base import ParamRange, Processor, control_rate, register_processor
 
 
 @register_processor("tonestack")
@@ -42,4 +42,4 @@ class ToneStack(Processor):
         if params.shape[-1] == 1:
             b, a = self.coefficients(params[..., 0])
             return sos_filter(x, b, a, state)
-        return sos_filter_tv(x, params, self.coefficients, state)
+        return sos_filter_tv(x, control_rate(params), self.coefficients, state)

@@ -126,7 +126,14 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from torch.utils.data import DataLoader
 
-    from nablafx.data.datasets import AudioBank, EpochSampler, RandomChunkDataset, SequentialChunkDataset
+    from nablafx.data.datasets import (
+        AudioBank,
+        EpochSampler,
+        RandomChunkDataset,
+        SequentialChunkDataset,
+        check_training_targets,
+        target_power,
+    )
     from nablafx.training.checkpoints import (
         RunCheckpoint,
         RunRecord,
@@ -135,7 +142,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         partial_dir,
         prepare_partial,
     )
-    from nablafx.training.system import EffectSystem, PlateauStep
+    from nablafx.training.system import MONITOR, EffectSystem, PlateauStep
 
     resume = find_resume_point(ckpt_dir, signature, tcfg.resume, verbose=rank0)  # reads only
     sr = index["sample_rate"]
@@ -144,6 +151,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     items = [i for i in index["items"] if i["split"] in ("train", "val")]
     bank = AudioBank(items, sr)
     train_items = [i for i in items if i["split"] == "train"]
+    check_training_targets(train_items, bank)  # silent / DC-only targets: one line, before any step
     val_items = [i for i in items if i["split"] == "val"]
     epoch_steps = min(tcfg.val_every_n_steps, tcfg.max_steps)
     train_ds = RandomChunkDataset(train_items, bank, chunk, context, epoch_steps * tcfg.batch_size, tcfg.seed)
@@ -161,10 +169,11 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
                           grad_clip_algorithm=tcfg.grad_clip_algorithm, lr_schedule=tcfg.lr_schedule,
                           plateau_factor=tcfg.lr_plateau_factor, plateau_patience=tcfg.lr_plateau_patience,
                           tbptt=tcfg.tbptt_samples, sample_rate=sr, pre_emphasis=tcfg.pre_emphasis,
-                          signature=signature)
+                          signature=signature,
+                          loss_floor=target_power(train_items, bank, tcfg.pre_emphasis) * 10 ** (tcfg.loss_floor_db / 10))
     part = partial_dir(ckpt_dir)
     live_part = partial_dir(live_dir) if live_dir else None
-    ckpt = RunCheckpoint(dirpath=part, filename="best", monitor="val/loss", mode="min",
+    ckpt = RunCheckpoint(dirpath=part, filename="best", monitor=MONITOR, mode="min",
                          save_top_k=1, save_last=True, enable_version_counter=False)
     if live_dir:
         from dvclive.lightning import DVCLiveLogger
@@ -210,7 +219,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
             "resumed_from": str(resume_from) if resume_from else None,
             "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
             "precision": precision, "lr": tcfg.lr,
-            "best_val_loss": float(best_score) if best_score is not None else None}
+            "best_val_esr": float(best_score) if best_score is not None else None}
     # the run has finished: replace the earlier results, the checkpoints last (a run killed in
     # between still finds its finished .partial checkpoints and redoes these steps)
     save_model(model, model_dir, **info)

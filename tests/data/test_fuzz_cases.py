@@ -234,6 +234,16 @@ def silent_dry(root):
     return fk.rewrite(dry_path(root), lambda x: x * 0)
 
 
+@error(r"only a DC offset \(\+0\.2; RMS without it below 1e-05\): no signal: a failed render or recording; re-record")
+def dc_only_target(root):
+    return fk.rewrite(target(root), lambda x: 0 * x + 0.2)
+
+
+@error(r"only a DC offset \(-0\.05; RMS without it below 1e-05\): no signal: replace it with the dry recording")
+def dc_only_dry(root):
+    return fk.rewrite(dry_path(root), lambda x: 0 * x - 0.05 + 1e-7 * np.sign(np.sin(np.arange(len(x)))))
+
+
 @error(r"silent \(below its loudest frame -60 dB\) for \d+(\.\d+)? % of its length: trim the silence")
 def dry_silent_for_most_of_its_length(root):
     def f(x):
@@ -630,6 +640,7 @@ def test_the_table_covers_every_class():
     classes = ["truncated_flac", "corrupt_flac_frames", "truncated_wav", "wav_header_claims_more",
                "wav_header_claims_less", "wrong_sample_rate", "stereo", "depth_PCM_U8_wav", "depth_PCM_24_wav",
                "depth_PCM_32_wav", "depth_FLOAT_wav", "nan_sample", "inf_in_dry", "silent_target",
+               "dc_only_target", "dc_only_dry",
                "fully_clipped_target_int16", "length_mismatch", "dry_and_target_swapped", "knob_code_missing_from_name",
                "knob_out_of_range", "knob_letters_inconsistent", "duplicate_passage_across_splits",
                "knob_setting_with_empty_trainval_folder", "empty_split_folder", "non_audio_files_are_ignored",

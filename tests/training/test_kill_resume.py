@@ -167,7 +167,7 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, forker, name):
         assert ref_live[k] == cut_live[k], (k, ref_live[k].decode()[-300:], cut_live[k].decode()[-300:])
     cfg_ref = yaml.safe_load((tmp_path / "ref/model/config.yaml").read_text())
     cfg_cut = yaml.safe_load((tmp_path / "cut/model/config.yaml").read_text())
-    assert cfg_ref["best_val_loss"] == cfg_cut["best_val_loss"] and cfg_cut["steps"] == 20
+    assert cfg_ref["best_val_esr"] == cfg_cut["best_val_esr"] and cfg_cut["steps"] == 20
     # nothing left behind: no .partial folders, no temporary files
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".partial")) or ".new-" in p.name]
     assert leftovers == []

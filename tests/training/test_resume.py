@@ -74,7 +74,7 @@ def _same_as_full(prepared, tag, full, info):
     b, _ = load_model(prepared / f"{tag}/model")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
-    assert info["best_val_loss"] == full["best_val_loss"] and info["steps"] == 6
+    assert info["best_val_esr"] == full["best_val_esr"] and info["steps"] == 6
     # the logs of the resumed run: same files, rows, steps and values as the uninterrupted run's
     ref, got = _files(prepared / "full/live"), _files(prepared / f"{tag}/live")
     assert ref.keys() == got.keys() and "plots/metrics/val/loss.tsv" in ref
@@ -217,7 +217,7 @@ def test_tbptt_gradient_truncated_but_forward_exact(prepared):
     params = _params(prepared / "data", tbptt_samples=4096, chunk_seconds=0.3, max_steps=2, val_every_n_steps=2)
     params["model"] = "lstm-4"
     info = _train(prepared, "tbptt", params)
-    assert info["steps"] == 2 and info["best_val_loss"] > 0
+    assert info["steps"] == 2 and info["best_val_esr"] > 0
     with pytest.raises(ConfigError, match="train.tbptt_samples: 512 is shorter"):
         _train(prepared, "tbptt2", {**params, "train": {**params["train"], "tbptt_samples": 512}})
 
