@@ -3,10 +3,10 @@
 Variants are read from params.yaml (families lstm, tcn, gcn, s4); each is built with 3 knobs
 (variants without conditioning ignore them).
 
-Every test runs on every variant.  The ``paper-*`` variants of the papers' larger sizes (:func:`big`:
-TCN/GCN "-L", the 2.5 s receptive fields, 8-block S4) are marked slow (several minutes together on
-one core; they run in CI); the smaller ones run by default and between them cover every family,
-conditioning kind and residual kind of the paper variants (checked below).
+Every test runs on every variant.  The ``paper-*`` variants of the papers' larger sizes
+(``tests/conftest.py::paper_big``: TCN/GCN "-L", the 2.5 s receptive fields, 8-block S4) are
+marked slow (minutes together; they run in CI); the smaller ones run by default and between them
+cover every family, conditioning kind and residual kind of the paper variants (checked below).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import yaml
 
 from nablafx.registry import build_model
 from nablafx.streaming import process_in_blocks
+
+from ..conftest import paper_big, slow_if_paper_big
 
 ROOT = Path(__file__).resolve().parents[2]
 BLACK_BOX = ("lstm", "tcn", "gcn", "s4")
@@ -34,13 +36,7 @@ def _variants() -> dict[str, dict]:
 VARIANTS = _variants()
 NAMES = sorted(VARIANTS)
 
-
-def big(name: str) -> bool:
-    """A paper variant of a larger size: TCN/GCN ``-l-16`` or ``-2500-``, S4 ``-b8-``."""
-    return name.startswith("paper-") and any(tag in name for tag in ("-l-16", "-2500-", "-b8-"))
-
-
-CASES = [pytest.param(n, marks=pytest.mark.slow) if big(n) else n for n in NAMES]
+CASES = slow_if_paper_big(NAMES)
 IRREGULAR_BLOCKS = (1,) * 40 + (3, 64, 129, 7, 128, 1, 250, 2, 127)  # 800 samples
 
 
@@ -73,7 +69,7 @@ def test_params_yaml_has_black_box_variants():
 def test_default_run_covers_every_kind_of_paper_variant():
     """The paper variants outside the slow set span every family, conditioning kind and residual kind."""
     paper = [n for n in NAMES if n.startswith("paper-")]
-    quick = [n for n in paper if not big(n)]
+    quick = [n for n in paper if not paper_big(n)]
 
     def kinds(names):
         return {(VARIANTS[n]["family"], VARIANTS[n].get("cond", "none"), VARIANTS[n].get("residual", "identity"))

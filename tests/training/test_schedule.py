@@ -88,7 +88,9 @@ def test_plateau_recipe_trains_records_its_settings_and_resumes_exactly(prepared
     # the schedule was stepped on val/loss at each validation (every 2 steps), before the checkpoint
     step, state = _scheduler_state(prepared / "plateau/ckpt")
     assert state["patience"] == 0 and state["factor"] == 0.5 and state["last_epoch"] == step // 2 >= 1
-    assert state["best"] == pytest.approx(info["best_val_loss"])
+    # it follows val/loss (the objective), not the checkpoint's val/esr: its best is the lowest val/loss logged
+    rows = (prepared / "plateau/live/plots/metrics/val/loss.tsv").read_text().splitlines()[1:]
+    assert state["best"] == pytest.approx(min(float(r.split("\t")[-1]) for r in rows))
     # patience 0: a validation that does not improve halves the LR (here the second one)
     assert sorted(set(lrs["full"].values()), reverse=True)[:2] == [0.02, 0.01], lrs
     # the effective settings: train: + recipe `tiny` + the variant's own lr
