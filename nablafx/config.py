@@ -13,7 +13,8 @@ format, ``params.yaml: <key path>: <problem>``:
     params.yaml: cost.frame_sizes[0]: must be > 0, got 0
     params.yaml: train.loss.l3: unknown loss term 'l3'; known: l1, mse, esr, dc, mrstft, melstft
 
-Sections here: ``data``, ``train``, ``test``.  ``pretrain`` (:mod:`nablafx.pretraining`), ``fad``
+Sections here: ``data``, ``train``, ``test``; ``recipe`` / ``recipes`` (named overrides of ``train``
+keys, :func:`train_config`).  ``pretrain`` (:mod:`nablafx.pretraining`), ``fad``
 (:mod:`nablafx.evaluation.fad`), ``cost`` (:mod:`nablafx.evaluation.cost`) and ``report``
 (:mod:`nablafx.plotting.report`) are declared next to
 the code that uses them with the same decorator; ``model`` / ``aliases`` / ``variants`` are read by
@@ -39,13 +40,15 @@ import yaml
 from nablafx.errors import PARAMS_FILE, ConfigError
 
 __all__ = [
-    "SECTIONS", "SECTION_NAMES", "ConfigError", "DataConfig", "Rule", "TestConfig", "TrainConfig",
-    "check_setting", "data_config", "load_params", "read_section", "section", "setting", "test_config",
-    "train_config",
+    "RECIPE_KEYS", "SECTIONS", "SECTION_NAMES", "ConfigError", "DataConfig", "Rule", "TestConfig", "TrainConfig",
+    "check_setting", "data_config", "load_params", "read_section", "recipe_overrides", "section", "setting",
+    "test_config", "train_config",
 ]
 
-# every top-level key of params.yaml: registry keys first, then the sections
-SECTION_NAMES = ("model", "aliases", "variants", "data", "train", "test", "pretrain", "fad", "cost", "report")
+# every top-level key of params.yaml: registry keys first, the training recipes, then the sections
+SECTION_NAMES = ("model", "aliases", "variants", "recipe", "recipes", "data", "train", "test", "pretrain", "fad",
+                 "cost", "report")
+RECIPE_KEYS = ("recipe", "recipes")  # read with `train` by :func:`train_config`
 SECTIONS: dict[str, type] = {}  # section name → dataclass, filled by @section
 
 
@@ -60,15 +63,16 @@ class Rule:
     gt: float | None = None
     ge: float | None = None
     nonempty: bool = False
+    lt: float | None = None
 
     def known(self) -> tuple | None:
         return self.choices() if callable(self.choices) else self.choices
 
 
 def setting(*, choices=None, what: str = "value", gt: float | None = None, ge: float | None = None,
-            nonempty: bool = False) -> Any:
+            nonempty: bool = False, lt: float | None = None) -> Any:
     """A section field with its rules and no default (a missing key is an error)."""
-    return dataclasses.field(metadata={"nablafx": Rule(choices, what, gt, ge, nonempty)})
+    return dataclasses.field(metadata={"nablafx": Rule(choices, what, gt, ge, nonempty, lt)})
 
 
 def section(name: str):
@@ -139,6 +143,8 @@ def _check_range(value, rule: Rule, key: str):
         _fail(f"must be > {rule.gt:g}, got {value!r}", key)
     if rule.ge is not None and not value >= rule.ge:
         _fail(f"must be ≥ {rule.ge:g}, got {value!r}", key)
+    if rule.lt is not None and not value < rule.lt:
+        _fail(f"must be < {rule.lt:g}, got {value!r}", key)
 
 
 def _check_choice(value, rule: Rule, key: str):
@@ -173,7 +179,7 @@ def check_value(value, tp, rule: Rule, key: str):
             if not isinstance(k, str):
                 _fail(f"expected {want}; key {k!r} is not a name", key)
             _check_choice(k, rule, f"{key}.{k}")
-            out[k] = check_value(v, args[1], Rule(gt=rule.gt, ge=rule.ge), f"{key}.{k}")
+            out[k] = check_value(v, args[1], Rule(gt=rule.gt, ge=rule.ge, lt=rule.lt), f"{key}.{k}")
         return out
     if tp is bool:
         if not isinstance(value, bool):
@@ -324,6 +330,10 @@ class TrainConfig:
     lr: float = setting(gt=0)
     weight_decay: float = setting(ge=0)
     grad_clip: float = setting(ge=0)
+    grad_clip_algorithm: str = setting(choices=("norm", "value"))  # the gradients' global norm, or each element
+    lr_schedule: str = setting(choices=("cosine", "plateau"))  # warm-up + cosine per step; or ReduceLROnPlateau
+    lr_plateau_factor: float = setting(gt=0, lt=1)  # plateau: LR × factor after `patience` validations without
+    lr_plateau_patience: int = setting(ge=0)  # improvement of val/loss
     num_workers: int = setting(ge=0)
     pre_emphasis: float = setting(ge=0)
     loss_floor_db: float = setting()  # ESR/DC energy floor, dB relative to the training targets' mean power
@@ -342,8 +352,46 @@ def data_config(params: dict) -> DataConfig:
     return read_section(params, DataConfig)
 
 
+def recipe_overrides(params: dict) -> tuple[str, dict]:
+    """``(name, overrides)`` of the recipe params.yaml ``recipe:`` selects from ``recipes:``.
+
+    A recipe is a mapping of ``train`` keys to values (``{}`` or null: ``train`` as written); every
+    recipe is checked, selected or not, with its own key path (``recipes.paper.lr``).
+    """
+    recipes = params.get("recipes")
+    if recipes is None:
+        _fail("missing; expected a mapping of recipe name → train keys ({} for train: as written)", "recipes")
+    if not isinstance(recipes, dict) or not recipes:
+        _fail(f"expected a non-empty mapping of recipe name → train keys, got {recipes!r}", "recipes")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = _hints(TrainConfig)
+    checked = {}
+    for name, recipe in recipes.items():
+        if recipe is None:
+            recipe = {}
+        if not isinstance(recipe, dict):
+            _fail(f"expected a mapping of train keys, got {recipe!r}", f"recipes.{name}")
+        for key in recipe:
+            if key not in fields:
+                _fail(f"unknown train key; known: {', '.join(fields)}", f"recipes.{name}.{key}")
+        checked[name] = {k: check_value(v, hints[k], _rule(fields[k]), f"recipes.{name}.{k}") for k, v in recipe.items()}
+    name = params.get("recipe")
+    if not isinstance(name, str) or name not in checked:
+        what = "missing" if "recipe" not in params else f"unknown recipe {name!r}"
+        _fail(f"{what}; known: {', '.join(sorted(checked))}", "recipe")
+    return name, checked[name]
+
+
 def train_config(params: dict) -> TrainConfig:
-    return read_section(params, TrainConfig)
+    """params.yaml's ``train`` section with the selected recipe's keys laid over it (a recipe's
+    ``loss`` replaces the whole loss mapping)."""
+    name, overrides = recipe_overrides(params)
+    if not overrides:
+        return read_section(params, TrainConfig)
+    train = params.get("train")
+    if not isinstance(train, dict):
+        return read_section(params, TrainConfig)  # reports the missing / malformed section
+    return read_section({**params, "train": {**train, **overrides}}, TrainConfig)
 
 
 def test_config(params: dict) -> TestConfig:

@@ -20,8 +20,9 @@ _FAMILIES: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY_MODULES = ("nablafx.models",)
 
 
-# keys of a variant spec that configure training, not the model (read by nablafx.training.train)
-TRAINING_KEYS = ("lr",)
+# keys of a variant spec that configure training, not the model (read by nablafx.training.train):
+# they override train.<key> for that variant (the papers train S4 faster, the LSTMs with TBPTT)
+TRAINING_KEYS = ("lr", "tbptt_samples")
 # top-level params.yaml keys read here (the other sections: nablafx.config.SECTIONS)
 PARAMS_KEYS = ("model", "aliases", "variants")
 

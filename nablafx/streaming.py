@@ -184,6 +184,9 @@ class StreamEngine:
         self._ref_change = math.inf  # the state's change over the previous span
         clocks = [int(getattr(m, a, 0) or 0) for m in model.modules() for a in ("block_size", "hop")]
         self.settle_span = 2 * max([1, *clocks])
+        self.clock_period = math.lcm(1, *[c for c in clocks if c > 0])  # every internal clock's phase repeats
+        self._ref_skipped = 0  # samples the settled silence stream did not run
+        self._ref_knobs = None  # the (still) knobs it settled under
         self.samples = 0
         self._ramp_from = self._ramp_to = None
         self._ramp_pos = 0
@@ -253,9 +256,11 @@ class StreamEngine:
     def _silence(self, n: int, knobs) -> torch.Tensor:
         moving = knobs is not None and knobs.dim() == 3
         if self.ref_value is not None and not moving:
+            self._ref_skipped += n
             return self.ref_value  # settled: the silence stream would give this value again
         if self.ref_value is not None:  # the knobs move again: restart the settling from scratch
             self._ref_snapshot, self._ref_change = None, math.inf
+            self._catch_up()
         self.ref_value = None
         zeros = torch.zeros(self.batch, 1, n, dtype=self.dtype)
         r, self.ref_state = self.model(zeros, knobs, self.ref_state)
@@ -275,9 +280,23 @@ class StreamEngine:
                 ratio = change / self._ref_change if self._ref_change > 0 else math.inf
                 if change == 0.0 or (ratio < 1.0 and change / (1.0 - ratio) <= self.settle_tol):
                     self.ref_value = last.clone()  # at a fixed point: the same state, the same output
+                    self._ref_knobs, self._ref_skipped = knobs, 0
                 self._ref_snapshot, self._ref_still, self._ref_change = clone_state(self.ref_state), 0, change
         self._ref_last = None if moving else last.clone()
         return r
+
+    def _catch_up(self) -> None:
+        """Bring the settled silence stream back onto the main stream's clocks before it runs again.
+
+        Its tensors sit at a fixed point, but block-pooled conditioning also carries a position in its
+        block grid, which the samples it skipped would have advanced: it runs the skipped count modulo
+        :attr:`clock_period` of zeros under the knobs it settled with (the same phase, the same state),
+        so blocks complete, and see the moving knobs, at the same samples in both streams."""
+        m = self._ref_skipped % self.clock_period
+        if m:
+            zeros = torch.zeros(self.batch, 1, m, dtype=self.dtype)
+            _, self.ref_state = self.model(zeros, self._ref_knobs, self.ref_state)
+        self._ref_skipped = 0
 
     def run(self, x: torch.Tensor, knob_events=(), progress=None) -> torch.Tensor:
         """Stream all of ``x (batch, 1, N)``; ``knob_events``: ``[(sample, values)]`` set at block starts

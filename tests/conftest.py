@@ -17,11 +17,11 @@ REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 def params_with(**sections) -> dict:
     """The repository's params.yaml with ``sections`` laid over it: a mapping given for a params
-    section (data, train, fad, …) updates that section key by key; model / aliases / variants
-    are replaced whole.  Every setting lives in params.yaml, so tests start from it."""
+    section (data, train, fad, …) updates that section key by key; model / aliases / variants /
+    recipes are replaced whole.  Every setting lives in params.yaml, so tests start from it."""
     params = copy.deepcopy(load_params(REPO_PARAMS))
     for name, value in sections.items():
-        if name in ("model", "aliases", "variants") or not isinstance(value, dict):
+        if name in ("model", "aliases", "variants", "recipes") or not isinstance(value, dict):
             params[name] = copy.deepcopy(value)
         else:
             params[name] = {**params[name], **copy.deepcopy(value)}
@@ -129,3 +129,14 @@ def make_quiet_dataset(root, seconds=(45.0, 15.0), settings=("D020_T050", "D060_
                 wet = quiet_device(dry, parse_knob_code(code)[1], invert, rng)
                 _write(root / device / split / code / f"{code}.{split}-q.target.wav", wet)
     return root
+
+
+def paper_big(name: str) -> bool:
+    """A ``paper-*`` variant of the papers' larger sizes (TCN/GCN ``-l-16`` or ``-2500-``, S4 ``-b8-``):
+    model tests run it as slow (every paper variant still runs, in CI)."""
+    return name.startswith("paper-") and any(tag in name for tag in ("-l-16", "-2500-", "-b8-"))
+
+
+def slow_if_paper_big(names) -> list:
+    """``names`` for ``pytest.mark.parametrize``, the large paper variants marked slow."""
+    return [pytest.param(n, marks=pytest.mark.slow) if paper_big(n) else n for n in names]

@@ -3,8 +3,10 @@
 Block i: causal conv to 2·channels (kernel ``kernel_size``, dilation ``dilation_growth**i``) →
 conditioning on the 2·channels pre-activations (FiLM, TFiLM, TinyTFiLM, TVFiLM or none) →
 gated activation ``tanh(a) · sigmoid(b)`` → 1×1 mix → block output; the next block gets the
-block output plus a residual path.  The outputs of all blocks are concatenated and a 1×1 conv
-mixes them to the output sample (optionally through tanh).
+block output plus a residual path (``residual``: the input, through a 1×1 conv where the channel
+count changes; ``copy``: the single input channel added to every channel, as the reference; or a
+learnable gain per channel).  The outputs of all blocks are concatenated and a 1×1 conv mixes them
+to the output sample (optionally through tanh).
 
 Receptive field and streaming as for the TCN (:mod:`nablafx.models.tcn`).
 """
@@ -15,20 +17,20 @@ import torch
 from torch import nn
 
 from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field
-from nablafx.nn.blocks import CausalConv1d, Pointwise
+from nablafx.nn.blocks import CausalConv1d, Pointwise, make_residual
 from nablafx.nn.conditioning import Conditioning, check_cond
 from nablafx.registry import register
 
 
 class GatedBlock(nn.Module):
     def __init__(self, in_ch: int, channels: int, kernel_size: int, dilation: int, cond: Conditioning,
-                 bias: bool = True):
+                 bias: bool = True, residual: str = "identity"):
         super().__init__()
         self.channels = channels
         self.conv = CausalConv1d(in_ch, 2 * channels, kernel_size, dilation, bias=bias)
         self.mod = cond.make_layer(2 * channels)
         self.mix = Pointwise(channels, channels, bias=bias)
-        self.res = Pointwise(in_ch, channels, bias=False) if in_ch != channels else None
+        self.res = make_residual(residual, in_ch, channels)
 
     def init_state(self, batch_size, device=None, dtype=None):
         return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
@@ -47,18 +49,21 @@ class GatedBlock(nn.Module):
 class GCNModel(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
                  kernel_size: int = 3, dilation_growth: int = 10, cond: str = "none", cond_dim: int = 32,
-                 cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False, bias: bool = True):
+                 cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx", output_tanh: bool = False,
+                 bias: bool = True, residual: str = "identity"):
         super().__init__()
         check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
                        cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
-        check_cond(cond, "gcn")
+        check_cond(cond, "gcn", cond_style)
+        make_residual(residual, 1, 1)
         self.sample_rate = sample_rate
-        self.cond = Conditioning(cond, n_knobs, "gcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden)
+        self.cond = Conditioning(cond, n_knobs, "gcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden,
+                                 style=cond_style)
         self.n_knobs = self.cond.n_knobs
         self.kernel_size = kernel_size
         self.dilations = [dilation_growth**i for i in range(blocks)]
         self.blocks = nn.ModuleList(
-            GatedBlock(1 if i == 0 else channels, channels, kernel_size, d, self.cond, bias)
+            GatedBlock(1 if i == 0 else channels, channels, kernel_size, d, self.cond, bias, residual)
             for i, d in enumerate(self.dilations)
         )
         self.out = Pointwise(blocks * channels, 1, bias=bias)

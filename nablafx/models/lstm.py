@@ -1,8 +1,20 @@
 """LSTM black-box model: one LSTM layer, linear read-out, optional residual (skip) path.
 
-Knob conditioning is by concatenation: the knob vector is appended to the input sample at
-every time step (the reference's "fixed" conditioning).  Recurrent, so the receptive field
-is unbounded; streaming carries the LSTM's (h, c).
+Knob conditioning (``cond``):
+
+* ``concat`` — the knob vector is appended to the input sample at every time step (the
+  reference's "fixed" conditioning);
+* ``tvconcat`` — time-varying concatenation (the papers' LSTM-TVC): a small conditioning LSTM
+  (``cond_dim`` units) runs over blocks of ``cond_block`` samples, one step per block, on the
+  block's max |x| and the knobs; its output, held constant over the next block, is appended to
+  every input sample.  Causal as TFiLM/TVFiLM here (:mod:`nablafx.nn.blockpool`): block k is
+  conditioned on blocks < k; the reference applies a block's own pooled value to that block, so
+  its output looks up to 127 samples ahead.  The knobs enter through the conditioning LSTM only;
+* ``none`` — knobs ignored.
+
+``output_tanh`` passes the output through tanh (the reference always does).  Recurrent, so the
+receptive field is unbounded; streaming carries the LSTM's (h, c) and, for ``tvconcat``, the
+conditioning LSTM's state and its position in the block grid.
 """
 
 from __future__ import annotations
@@ -11,26 +23,39 @@ import torch
 from torch import nn
 
 from nablafx.errors import ConfigError
-from nablafx.models._common import forward_in_segments
+from nablafx.models._common import check_positive, forward_in_segments
+from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
 from nablafx.registry import register
 from nablafx.streaming import StreamingModel
+
+LSTM_CONDS = ("concat", "tvconcat", "none")
 
 
 @register("lstm")
 class LSTMModel(StreamingModel):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, hidden_size: int = 32,
-                 num_layers: int = 1, residual: bool = True, cond: str = "concat"):
+                 num_layers: int = 1, residual: bool = True, cond: str = "concat", cond_dim: int = 16,
+                 cond_block: int = 128, output_tanh: bool = False):
         super().__init__()
         if hidden_size < 1:
             raise ConfigError(f"must be ≥ 1, got {hidden_size}", key="hidden_size")
-        if cond not in ("concat", "none"):
-            raise ConfigError(f"unknown conditioning {cond!r} for lstm; known: concat, none", key="cond")
-        self.n_knobs = n_knobs if cond == "concat" else 0
+        if cond not in LSTM_CONDS:
+            raise ConfigError(f"unknown conditioning {cond!r} for lstm; known: {', '.join(LSTM_CONDS)}", key="cond")
+        check_positive(num_layers=num_layers, cond_dim=cond_dim, cond_block=cond_block)
+        self.n_knobs = n_knobs if cond != "none" else 0
+        self.cond_kind = cond
         self.sample_rate = sample_rate
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.residual = residual
-        self.lstm = nn.LSTM(1 + self.n_knobs, hidden_size, num_layers=num_layers, batch_first=True)
+        self.output_tanh = output_tanh
+        if cond == "tvconcat":
+            self.cond_lstm = CausalBlockLSTM(1, cond_dim, cond_block, extra_features=self.n_knobs)
+            n_in = 1 + cond_dim
+        else:
+            self.cond_lstm = None
+            n_in = 1 + self.n_knobs
+        self.lstm = nn.LSTM(n_in, hidden_size, num_layers=num_layers, batch_first=True)
         self.out = nn.Linear(hidden_size, 1)
 
     @property
@@ -41,10 +66,13 @@ class LSTMModel(StreamingModel):
         shape = (self.num_layers, batch_size, self.hidden_size)
         dtype = dtype or self.out.weight.dtype
         device = device or self.out.weight.device
-        return (torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        hc = (torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        if self.cond_lstm is None:
+            return hc
+        return (*hc, self.cond_lstm.init_state(batch_size, device, dtype))
 
     def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
-        # x: (B, 1, T) -> seq: (B, T, 1 + n_knobs)
+        # x: (B, 1, T) -> seq: (B, T, 1 + n_knobs or 1 + cond_dim)
         knobs = self.check_knobs(x, knobs)
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
@@ -54,11 +82,22 @@ class LSTMModel(StreamingModel):
 
     def _forward(self, x, knobs, state):
         seq = x.transpose(1, 2)
-        if knobs is not None:
+        if self.cond_lstm is not None:
+            h, c, cstate = state
+            pos = cstate["pos"]
+            hs, cstate = self.cond_lstm(x.abs(), knobs, cstate)  # (B, S, cond_dim): one row per block touched
+            cond = expand_blocks(hs.transpose(1, 2), pos, x.shape[-1], self.cond_lstm.block_size)
+            seq = torch.cat([seq, cond.transpose(1, 2).expand(-1, seq.shape[1], -1)], dim=-1)
+            state = (h, c)
+        elif knobs is not None:
             k = knobs[:, None, :].expand(-1, seq.shape[1], -1) if knobs.dim() == 2 else knobs.transpose(1, 2)
             seq = torch.cat([seq, k], dim=-1)
         h, state = self.lstm(seq, state)
         y = self.out(h).transpose(1, 2)  # (B, 1, T)
         if self.residual:
             y = y + x
+        if self.output_tanh:
+            y = torch.tanh(y)
+        if self.cond_lstm is not None:
+            state = (*state, cstate)
         return y, state

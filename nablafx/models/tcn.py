@@ -1,9 +1,10 @@
 """TCN black-box model: stacked causal dilated convolutions with knob conditioning.
 
 Block i: causal conv (kernel ``kernel_size``, dilation ``dilation_growth**i``) → conditioning
-(FiLM, TFiLM, TinyTFiLM, TVFiLM or none) → activation (tanh, PReLU, rational, …) → plus a
-residual path (1×1 conv when the channel count changes).  A 1×1 conv maps the last block to the
-output, optionally through tanh.
+(FiLM, TFiLM, TinyTFiLM, TVFiLM or none; laid out as ``cond_style``) → activation (tanh, PReLU,
+rational, …) → plus a residual path (``residual``: the input, with a 1×1 conv when the channel
+count changes; or a learnable gain per channel, as the reference).  A 1×1 conv maps the last block
+to the output, optionally through tanh.
 
 Receptive field ``1 + (kernel_size - 1) * Σ_i dilation_growth**i`` samples; with time-varying
 conditioning (TFiLM/TVFiLM) the LSTM carries information from the whole past, so the model's
@@ -19,19 +20,19 @@ from torch import nn
 
 from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field
 from nablafx.nn.activations import make_activation
-from nablafx.nn.blocks import CausalConv1d, Pointwise
+from nablafx.nn.blocks import CausalConv1d, Pointwise, make_residual
 from nablafx.nn.conditioning import Conditioning, check_cond
 from nablafx.registry import register
 
 
 class TCNBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int, activation: str,
-                 cond: Conditioning, bias: bool = True):
+                 cond: Conditioning, bias: bool = True, residual: str = "identity"):
         super().__init__()
         self.conv = CausalConv1d(in_ch, out_ch, kernel_size, dilation, bias=bias)
         self.mod = cond.make_layer(out_ch)
         self.act = make_activation(activation, out_ch)
-        self.res = Pointwise(in_ch, out_ch, bias=False) if in_ch != out_ch else None
+        self.res = make_residual(residual, in_ch, out_ch)
 
     def init_state(self, batch_size, device=None, dtype=None):
         return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
@@ -49,20 +50,22 @@ class TCNBlock(nn.Module):
 class TCNModel(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
                  kernel_size: int = 3, dilation_growth: int = 10, activation: str = "tanh", cond: str = "none",
-                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, output_tanh: bool = False,
-                 bias: bool = True):
+                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx",
+                 output_tanh: bool = False, bias: bool = True, residual: str = "identity"):
         super().__init__()
         check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
                        cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
-        check_cond(cond, "tcn")
+        check_cond(cond, "tcn", cond_style)
         make_activation(activation, 1)  # validates the name before building anything
+        make_residual(residual, 1, 1)
         self.sample_rate = sample_rate
-        self.cond = Conditioning(cond, n_knobs, "tcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden)
+        self.cond = Conditioning(cond, n_knobs, "tcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden,
+                                 style=cond_style)
         self.n_knobs = self.cond.n_knobs
         self.dilations = [dilation_growth**i for i in range(blocks)]
         self.kernel_size = kernel_size
         self.blocks = nn.ModuleList(
-            TCNBlock(1 if i == 0 else channels, channels, kernel_size, d, activation, self.cond, bias)
+            TCNBlock(1 if i == 0 else channels, channels, kernel_size, d, activation, self.cond, bias, residual)
             for i, d in enumerate(self.dilations)
         )
         self.out = Pointwise(channels, 1, bias=bias)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nablafx.errors import ConfigError
+
 
 class CausalConv1d(nn.Conv1d):
     """Dilated 1-D convolution that sees only the present and the past.
@@ -96,3 +98,41 @@ class Pointwise(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"
+
+
+class ChannelGain(nn.Module):
+    """A learnable gain per output channel: ``(B, C, T) → g ⊙ x``, or from one input channel
+    ``(B, 1, T) → g · x`` (``out_channels`` parameters; starts at 1, the identity)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        if in_channels not in (1, out_channels):
+            raise ValueError(f"ChannelGain maps 1 or {out_channels} channels to {out_channels}, got {in_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.weight = nn.Parameter(torch.ones(out_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}"
+
+
+RESIDUALS = ("identity", "gain", "copy")
+
+
+def make_residual(kind: str, in_channels: int, out_channels: int) -> nn.Module | None:
+    """The residual path of a block (``None``: the input itself, broadcast when it has one channel).
+
+    ``identity``: the input; a bias-free 1×1 convolution where the channel count changes.
+    ``gain``: a learnable gain per channel (the reference's TCN and S4 blocks).
+    ``copy``: the input, a single input channel added to every channel (the reference's GCN).
+    """
+    if kind not in RESIDUALS:
+        raise ConfigError(f"unknown residual {kind!r}; known: {', '.join(RESIDUALS)}", key="residual")
+    if kind == "gain":
+        return ChannelGain(in_channels, out_channels)
+    if in_channels == out_channels or (kind == "copy" and in_channels == 1):
+        return None
+    return Pointwise(in_channels, out_channels, bias=False)

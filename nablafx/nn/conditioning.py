@@ -9,6 +9,16 @@ layer module per modulated layer (:meth:`Conditioning.make_layer`).  Per call::
 Kinds: ``none``; ``film`` (knob MLP → per-layer scale/shift); ``tfilm`` / ``tinytfilm`` (per-layer
 block-pooled LSTM over the layer's own features, + knobs); ``tvfilm`` (one model-level LSTM over
 block max |x| and knobs, per-layer projection).  All are causal (see :mod:`nablafx.nn.blockpool`).
+
+Styles (``cond_style``), the same kinds laid out two ways:
+
+* ``nablafx`` — the knobs also enter every layer's projection directly (they act at once, not one
+  block later); FiLM's MLP uses PReLU; TFiLM: an LSTM of ``channels`` units and a Linear;
+  TinyTFiLM: a Linear from the 4-unit LSTM.
+* ``paper`` — the reference's layers and sizes, so parameter counts equal the papers': FiLM's MLP
+  uses ReLU; TFiLM's LSTM has 2 × ``channels`` units whose output is the scale and shift;
+  TinyTFiLM maps its 4-unit LSTM through 16 → 32 → 2 × ``channels``; TVFiLM's per-layer Linear
+  sees the LSTM output only.  The knobs reach the time-varying layers only through the LSTMs.
 """
 
 from __future__ import annotations
@@ -23,11 +33,14 @@ from nablafx.nn.tvfilm import TVFiLM, TVFiLMController
 
 COND_KINDS = ("none", "film", "tfilm", "tinytfilm", "tvfilm")
 TIME_VARYING = ("tfilm", "tinytfilm", "tvfilm")
+COND_STYLES = ("nablafx", "paper")
 
 
-def check_cond(kind: str, family: str) -> None:
+def check_cond(kind: str, family: str, style: str = "nablafx") -> None:
     if kind not in COND_KINDS:
         raise ConfigError(f"unknown conditioning {kind!r} for {family}; known: {', '.join(COND_KINDS)}", key="cond")
+    if style not in COND_STYLES:
+        raise ConfigError(f"unknown conditioning style {style!r}; known: {', '.join(COND_STYLES)}", key="cond_style")
 
 
 class _NoMod(nn.Module):
@@ -62,17 +75,19 @@ class Conditioning(nn.Module):
     """
 
     def __init__(self, kind: str, n_knobs: int, family: str = "model", embed_dim: int = 32,
-                 block_size: int = 128, hidden: int = 32, bottleneck: int = 4):
+                 block_size: int = 128, hidden: int = 32, bottleneck: int = 4, style: str = "nablafx"):
         super().__init__()
-        check_cond(kind, family)
+        check_cond(kind, family, style)
         if kind == "film" and n_knobs == 0:
             kind = "none"
         self.kind = kind
+        self.style = style
         self.n_knobs = n_knobs if kind != "none" else 0
         self.block_size = block_size
         self.hidden = hidden
         self.bottleneck = bottleneck
-        self.embed = KnobEmbedding(n_knobs, embed_dim) if kind == "film" else None
+        act = "relu" if style == "paper" else "prelu"
+        self.embed = KnobEmbedding(n_knobs, embed_dim, activation=act) if kind == "film" else None
         self.controller = TVFiLMController(n_knobs, hidden, block_size) if kind == "tvfilm" else None
 
     @property
@@ -84,11 +99,13 @@ class Conditioning(nn.Module):
             return _NoMod()
         if self.kind == "film":
             return _FiLMLayer(self.embed.dim, channels)
+        paper = self.style == "paper"
         if self.kind == "tfilm":
-            return TFiLM(channels, self.n_knobs, self.block_size)
+            return TFiLM(channels, self.n_knobs, self.block_size, head="direct" if paper else "linear")
         if self.kind == "tinytfilm":
-            return TFiLM(channels, self.n_knobs, self.block_size, bottleneck=self.bottleneck)
-        return _TVFiLMLayer(self.controller.hidden, self.n_knobs, channels)
+            return TFiLM(channels, self.n_knobs, self.block_size, bottleneck=self.bottleneck,
+                         head="mlp" if paper else "linear")
+        return _TVFiLMLayer(self.controller.hidden, 0 if paper else self.n_knobs, channels)
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         if self.controller is not None:

@@ -13,18 +13,27 @@ from torch import nn
 
 
 class KnobEmbedding(nn.Module):
-    """knobs ``(B, n_knobs)`` → embedding ``(B, dim)`` through a 3-layer MLP."""
+    """knobs ``(B, n_knobs)`` → embedding ``(B, dim)`` through a 3-layer MLP.
 
-    def __init__(self, n_knobs: int, dim: int = 32, hidden: int | None = None):
+    ``activation``: ``prelu`` (one learnable slope per layer) or ``relu`` (the reference's MLP).
+    """
+
+    def __init__(self, n_knobs: int, dim: int = 32, hidden: int | None = None, activation: str = "prelu"):
         super().__init__()
         if n_knobs < 1:
             raise ValueError(f"KnobEmbedding needs n_knobs ≥ 1, got {n_knobs}")
+        if activation not in ("prelu", "relu"):
+            raise ValueError(f"KnobEmbedding activation must be prelu or relu, got {activation!r}")
         hidden = hidden or dim
         self.dim = dim
+
+        def act():
+            return nn.PReLU() if activation == "prelu" else nn.ReLU()
+
         self.net = nn.Sequential(
-            nn.Linear(n_knobs, hidden), nn.PReLU(),
-            nn.Linear(hidden, hidden), nn.PReLU(),
-            nn.Linear(hidden, dim), nn.PReLU(),
+            nn.Linear(n_knobs, hidden), act(),
+            nn.Linear(hidden, hidden), act(),
+            nn.Linear(hidden, dim), act(),
         )
 
     def forward(self, knobs: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,20 @@
 """TFiLM and TinyTFiLM: temporal FiLM (Birnbaum et al., NeurIPS 2019), made causal.
 
 Per layer, the layer's own features are max-pooled over blocks of ``block_size`` samples and an
-LSTM runs over the blocks (knobs appended to each step); a Linear on ``[LSTM output, knobs]``
-gives a per-channel scale and shift, constant within a block: ``h · (1 + scale) + shift``.
+LSTM runs over the blocks (knobs appended to each step); a head turns the LSTM output into a
+per-channel scale and shift, constant within a block: ``h · (1 + scale) + shift``.
 TinyTFiLM projects the pooled features to a bottleneck of 4 before a 4-unit LSTM.
 Causality: see :mod:`nablafx.nn.blockpool` (block k is modulated by what the LSTM saw of
 blocks < k).
+
+Heads (:class:`BlockModulation`):
+
+* ``linear`` — a Linear on ``[LSTM output, knobs]`` (this project's layout: the knobs also act
+  directly, at once);
+* ``direct`` — the LSTM output *is* ``[scale, shift]`` (its hidden size is 2 × channels; the
+  reference's TFiLM);
+* ``mlp`` — LSTM output → 16 → 32 → 2 × channels, ReLU between (the reference's TinyTFiLM adaptor,
+  without its final ReLU, which would forbid negative shifts and gains below one here).
 """
 
 from __future__ import annotations
@@ -15,39 +24,72 @@ from torch import nn
 
 from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
 
+HEADS = ("linear", "direct", "mlp")
+MLP_HIDDEN = (16, 32)  # the TinyTFiLM adaptor's hidden widths (reference)
+
 
 class BlockModulation(nn.Module):
-    """Linear ``[hs, knobs] → (scale, shift)`` per block, applied as ``h · (1 + scale) + shift``."""
+    """Per-block ``(scale, shift)`` from the LSTM output (and, for ``head="linear"`` with
+    ``n_knobs > 0``, the knobs), applied as ``h · (1 + scale) + shift``."""
 
-    def __init__(self, hidden: int, n_knobs: int, channels: int):
+    def __init__(self, hidden: int, n_knobs: int, channels: int, head: str = "linear"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown modulation head {head!r}; known: {', '.join(HEADS)}")
+        if head == "direct" and hidden != 2 * channels:
+            raise ValueError(f"head 'direct' needs an LSTM of 2 × {channels} units, got {hidden}")
         self.hidden = hidden
         self.channels = channels
-        self.proj = nn.Linear(hidden + n_knobs, 2 * channels)
+        self.head = head
+        self.n_knobs = n_knobs if head == "linear" else 0
+        self.proj = nn.Linear(hidden + self.n_knobs, 2 * channels) if head == "linear" else None
+        if head == "mlp":
+            widths = (hidden, *MLP_HIDDEN)
+            layers: list[nn.Module] = []
+            for a, b in zip(widths[:-1], widths[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], 2 * channels))
+        else:
+            self.mlp = None
         self.register_buffer("one", torch.cat([torch.ones(channels), torch.zeros(channels)]), persistent=False)
 
-    def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
+    def scale_shift(self, hs: torch.Tensor, knobs: torch.Tensor | None) -> torch.Tensor:
+        """``hs (B, S, hidden)`` → ``(B, 2C, S)``: ``[1 + scale, shift]`` per block."""
+        one = self.one.to(hs.dtype)
+        if self.head == "direct":
+            return (hs + one).transpose(1, 2)
+        if self.head == "mlp":
+            return (self.mlp(hs) + one).transpose(1, 2)
         w = self.proj.weight
-        bias = self.proj.bias + self.one.to(w.dtype)
-        if knobs is not None and knobs.dim() == 2:
+        bias = self.proj.bias + one
+        if self.n_knobs and knobs is not None and knobs.dim() == 2:
             bias = torch.addmm(bias, knobs, w[:, self.hidden :].t())  # (B, 2C)
         else:
             bias = bias.expand(hs.shape[0], -1)
-        ss = torch.baddbmm(bias[:, :, None], w[:, : self.hidden].expand(hs.shape[0], -1, -1), hs.transpose(1, 2))
-        ss = expand_blocks(ss, pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
-        if knobs is not None and knobs.dim() == 3:  # per-sample knobs: their term per sample, (B, 2C, T)
-            ss = ss + torch.matmul(w[:, self.hidden :], knobs)
+        return torch.baddbmm(bias[:, :, None], w[:, : self.hidden].expand(hs.shape[0], -1, -1), hs.transpose(1, 2))
+
+    def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
+        ss = expand_blocks(self.scale_shift(hs, knobs), pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
+        if self.n_knobs and knobs is not None and knobs.dim() == 3:  # per-sample knobs: their term per sample
+            ss = ss + torch.matmul(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
         return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
 
 
 class TFiLM(nn.Module):
+    """Per-layer temporal FiLM on ``channels`` features.
+
+    ``hidden``: LSTM units (default ``bottleneck`` or ``channels``; ``2 × channels`` for the
+    ``direct`` head); ``bottleneck``: project the pooled features to this size first (TinyTFiLM).
+    """
+
     def __init__(self, channels: int, n_knobs: int = 0, block_size: int = 128, hidden: int | None = None,
-                 bottleneck: int | None = None):
+                 bottleneck: int | None = None, head: str = "linear"):
         super().__init__()
-        hidden = hidden or (bottleneck or channels)
+        if hidden is None:
+            hidden = 2 * channels if head == "direct" else (bottleneck or channels)
         self.n_knobs = n_knobs
         self.pool = CausalBlockLSTM(channels, hidden, block_size, extra_features=n_knobs, bottleneck=bottleneck)
-        self.mod = BlockModulation(hidden, n_knobs, channels)
+        self.mod = BlockModulation(hidden, n_knobs, channels, head)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         return self.pool.init_state(batch_size, device, dtype)

@@ -2,7 +2,8 @@
 
 One model-level LSTM runs over blocks of ``block_size`` samples; each step sees the block's
 max |x| of the model input plus the knobs.  Every layer owns a Linear (a 1×1 convolution over
-blocks) mapping ``[LSTM output, knobs]`` to its per-channel scale and shift.  As in
+blocks) mapping ``[LSTM output, knobs]`` (or the LSTM output alone) to its per-channel scale and
+shift.  As in
 :mod:`nablafx.nn.blockpool`, block k is modulated by the LSTM state after blocks < k — causal,
 unlike the reference whose pooling looks up to 184 samples ahead.
 """
@@ -35,7 +36,9 @@ class TVFiLMController(nn.Module):
 
 
 class TVFiLM(nn.Module):
-    """Per-layer modulation from the controller's context."""
+    """Per-layer modulation from the controller's context: a Linear on ``[LSTM output, knobs]``, or
+    on the LSTM output alone with ``n_knobs=0`` (the reference's layout: the knobs reach the layers
+    only through the controller's LSTM)."""
 
     def __init__(self, hidden: int, n_knobs: int, channels: int):
         super().__init__()

@@ -1,6 +1,9 @@
 """The one LightningModule: wraps any model from the registry.
 
 Batches are ``(x, y, knobs)`` with ``context`` leading warm-up samples that the loss ignores.
+Learning-rate schedule (``lr_schedule``): ``cosine`` — linear warm-up, then cosine decay to 10 %,
+stepped every training step; ``plateau`` — ReduceLROnPlateau on the validation loss (the papers'),
+stepped after every validation by :class:`PlateauStep`.
 Optimisation is manual so that every model trains the same way, with truncated
 back-propagation through time when ``tbptt`` > 0: the chunk is cut into segments of ``tbptt``
 samples, the model's streaming state is carried (detached) from one segment to the next and
@@ -44,6 +47,8 @@ MONITOR = "val/esr"  # the validation metric that picks the best checkpoint (low
 class EffectSystem(L.LightningModule):
     def __init__(self, model: nn.Module, loss_weights: dict, lr: float, weight_decay: float,
                  max_steps: int, context: int, warmup_steps: int = 0, grad_clip: float = 0.0,
+                 grad_clip_algorithm: str = "norm", lr_schedule: str = "cosine", plateau_factor: float = 0.5,
+                 plateau_patience: int = 20,
                  tbptt: int = 0, sample_rate: int = 48000, pre_emphasis: float = 0.0,
                  signature: dict | None = None, loss_floor: float = 0.0):
         super().__init__()
@@ -52,6 +57,8 @@ class EffectSystem(L.LightningModule):
         self.loss = WeightedLoss(loss_weights, sample_rate=sample_rate, pre_emphasis=pre_emphasis, floor=loss_floor)
         self.lr, self.weight_decay, self.max_steps = lr, weight_decay, max_steps
         self.context, self.warmup_steps, self.grad_clip, self.tbptt = context, warmup_steps, grad_clip, tbptt
+        self.grad_clip_algorithm, self.lr_schedule = grad_clip_algorithm, lr_schedule
+        self.plateau_factor, self.plateau_patience = plateau_factor, plateau_patience
         self.signature = signature or {}
 
     def _knobs(self, knobs):
@@ -91,9 +98,10 @@ class EffectSystem(L.LightningModule):
                 term_sums[k] += float(v.detach()) * weight
             state = detach_state(state)
         if self.grad_clip > 0:
-            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm=self.grad_clip_algorithm)
         opt.step()
-        sched.step()
+        if self.lr_schedule != "plateau":  # ReduceLROnPlateau steps after each validation (PlateauStep)
+            sched.step()
         self.log("train/loss", loss_sum, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in term_sums.items()})
         return torch.tensor(loss_sum)
@@ -126,6 +134,11 @@ class EffectSystem(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "plateau":  # the papers': LR × factor after `patience` validations without improvement
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.plateau_factor,
+                                                               patience=self.plateau_patience)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": PLATEAU_MONITOR,
+                                                       "interval": "epoch"}}
 
         def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
             if step < self.warmup_steps:
@@ -138,3 +151,22 @@ class EffectSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["nablafx_signature"] = self.signature
+
+
+PLATEAU_MONITOR = "val/loss"  # what ReduceLROnPlateau follows: the training objective on the validation set
+
+
+class PlateauStep(L.Callback):
+    """Steps a ReduceLROnPlateau schedule once per validation, on ``val/loss``.
+
+    Training is manually optimised, so Lightning steps no scheduler; this runs at the end of each
+    validation, before the checkpoint of that epoch is written (Lightning runs checkpoint callbacks
+    last), so a resumed run continues with the schedule's exact state.
+    """
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        sched = pl_module.lr_schedulers()
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and not trainer.sanity_checking:
+            value = trainer.callback_metrics.get(PLATEAU_MONITOR)
+            if value is not None:
+                sched.step(float(value))

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from nablafx import fileio
-from nablafx.config import data_config, train_config
+from nablafx.config import data_config, recipe_overrides, train_config
 from nablafx.data.index import load_index
 from nablafx.export import save_model
-from nablafx.registry import ConfigError, build_model, resolve_variant
+from nablafx.registry import TRAINING_KEYS, ConfigError, build_model, resolve_variant
 
 RECURRENT_CONTEXT = 2048  # warm-up samples for models with unbounded receptive field
 # params that may differ between an interrupted run and its resumption
@@ -30,13 +30,32 @@ _RESUME_FREE = {"resume", "accelerator", "devices", "num_nodes", "strategy", "nu
 
 
 def build_from_params(params: dict, n_knobs: int, sample_rate: int):
-    """``(variant, model, lr)``; a variant's own ``lr`` key overrides ``train.lr``."""
+    """``(variant, model, overrides)``: a variant's own ``lr`` / ``tbptt_samples`` keys
+    (:data:`~nablafx.registry.TRAINING_KEYS`) override ``train.lr`` / ``train.tbptt_samples``."""
     variant, spec = resolve_variant(params)
-    lr = spec.pop("lr", None)
+    overrides = {k: spec.pop(k) for k in TRAINING_KEYS if k in spec}
+    lr = overrides.get("lr")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
         raise ConfigError(f"params.yaml: variants.{variant}.lr: must be a number > 0, got {lr!r}")
+    if "lr" in overrides:
+        overrides["lr"] = float(lr)
+    tbptt = overrides.get("tbptt_samples")
+    if tbptt is not None and (isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 0):
+        raise ConfigError(f"params.yaml: variants.{variant}.tbptt_samples: must be an integer ≥ 0, got {tbptt!r}")
     model = build_model(spec, n_knobs=n_knobs, sample_rate=sample_rate, key=f"variants.{variant}")
-    return variant, model, lr
+    return variant, model, overrides
+
+
+EFFECTIVE_PARAMS = "effective_params.yaml"  # in the live folder: dvc.yaml lists it as a params file
+
+
+def write_effective_params(path: Path, params: dict, variant: str, tcfg) -> None:
+    """The settings the run trained with — ``train:`` with the recipe and the variant's own training
+    keys laid over it — as a params file, so ``dvc exp show`` / ``dvc params diff`` show them."""
+    import yaml
+
+    doc = {"recipe": recipe_overrides(params)[0], "variant": variant, "train": asdict(tcfg)}
+    fileio.write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
 
 
 def context_for(model, cfg) -> int:
@@ -88,9 +107,9 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     L.seed_everything(tcfg.seed, workers=True, verbose=False)  # before building: initial weights are seeded too
-    variant, model, variant_lr = build_from_params(params, index["n_knobs"], index["sample_rate"])
-    if variant_lr is not None:
-        tcfg.lr = float(variant_lr)
+    variant, model, overrides = build_from_params(params, index["n_knobs"], index["sample_rate"])
+    for key, value in overrides.items():  # the variant's own training keys (lr, tbptt_samples)
+        setattr(tcfg, key, value)
     if pretrained_dir is not None:
         from nablafx import pretraining
 
@@ -124,7 +143,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         prepare_partial,
     )
     from nablafx.training.progress import TrainProgress
-    from nablafx.training.system import MONITOR, EffectSystem
+    from nablafx.training.system import MONITOR, EffectSystem, PlateauStep
 
     resume = find_resume_point(ckpt_dir, signature, tcfg.resume, verbose=rank0)  # reads only
     sr = index["sample_rate"]
@@ -145,8 +164,11 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     train_dl = DataLoader(train_ds, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True, **loader_kw)
     val_dl = DataLoader(val_ds, batch_size=tcfg.batch_size, shuffle=False, **loader_kw)
 
+    plateau = tcfg.lr_schedule == "plateau"
     system = EffectSystem(model, tcfg.loss, tcfg.lr, tcfg.weight_decay, tcfg.max_steps, context,
-                          warmup_steps=min(50, tcfg.max_steps // 10), grad_clip=tcfg.grad_clip,
+                          warmup_steps=0 if plateau else min(50, tcfg.max_steps // 10), grad_clip=tcfg.grad_clip,
+                          grad_clip_algorithm=tcfg.grad_clip_algorithm, lr_schedule=tcfg.lr_schedule,
+                          plateau_factor=tcfg.lr_plateau_factor, plateau_patience=tcfg.lr_plateau_patience,
                           tbptt=tcfg.tbptt_samples, sample_rate=sr, pre_emphasis=tcfg.pre_emphasis,
                           signature=signature,
                           loss_floor=target_power(train_items, bank, tcfg.pre_emphasis) * 10 ** (tcfg.loss_floor_db / 10))
@@ -164,7 +186,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
         trainer = L.Trainer(
             max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices,
             num_nodes=tcfg.num_nodes, strategy=tcfg.strategy, precision=precision,
-            logger=logger, callbacks=[ckpt, RunRecord(live_part), TrainProgress()], plugins=[SafeCheckpointIO()],
+            logger=logger, callbacks=[PlateauStep(), ckpt, RunRecord(live_part), TrainProgress()], plugins=[SafeCheckpointIO()],
             use_distributed_sampler=False,
             limit_train_batches=epoch_steps, max_epochs=-1, check_val_every_n_epoch=1,
             enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=min(10, epoch_steps),
@@ -203,6 +225,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
     # between still finds its finished .partial checkpoints and redoes these steps)
     save_model(model, model_dir, **info)
     if live_dir:
+        write_effective_params(live_part / EFFECTIVE_PARAMS, params, variant, tcfg)
         fileio.replace_dir(live_part, live_dir)
     fileio.replace_dir(part, ckpt_dir)
     return info

@@ -44,8 +44,21 @@ def test_wrong_knob_count_at_run_time():
 
 
 def test_lstm_unknown_conditioning_lists_known():
-    with pytest.raises(ConfigError, match=r"cond: unknown conditioning 'film' for lstm; known: concat, none"):
+    with pytest.raises(ConfigError, match=r"cond: unknown conditioning 'film' for lstm; known: concat, tvconcat, none"):
         build_model({"family": "lstm", "cond": "film"}, n_knobs=3)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"family": "tcn", "cond": "tfilm", "cond_style": "reference"},
+     r"^params\.yaml: model\.cond_style: unknown conditioning style 'reference'; known: nablafx, paper$"),
+    ({"family": "gcn", "residual": "skip"}, r"^params\.yaml: model\.residual: unknown residual 'skip'; known: identity, gain, copy$"),
+    ({"family": "s4", "residual": "copy"}, r"^params\.yaml: model\.residual: unknown residual 'copy' for s4; known: identity, gain$"),
+    ({"family": "s4", "pre_activation": "sine"}, r"^params\.yaml: model\.pre_activation: unknown activation 'sine'; known: "),
+    ({"family": "lstm", "cond": "tvconcat", "cond_block": 0}, r"^params\.yaml: model\.cond_block: must be an integer ≥ 1, got 0$"),
+])
+def test_paper_layout_options_name_the_key(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(spec, n_knobs=1)
 
 
 @pytest.mark.parametrize(("spec", "message"), [

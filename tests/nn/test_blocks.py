@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nablafx.nn.blocks import CausalConv1d, Pointwise
+from nablafx.nn.blocks import CausalConv1d, ChannelGain, Pointwise, make_residual
 
 
 def _stream(conv, x, block, grad=False):
@@ -56,3 +56,23 @@ def test_pointwise_matches_conv1d():
     torch.testing.assert_close(pw(x), F.conv1d(x, pw.weight[..., None], pw.bias))
     pw = Pointwise(5, 3, bias=False)
     torch.testing.assert_close(pw(x), F.conv1d(x, pw.weight[..., None]))
+
+
+def test_residual_kinds():
+    """gain: the reference's depthwise bias-free 1×1 conv (one weight per channel); copy: no weights."""
+    torch.manual_seed(0)
+    x1, x4 = torch.randn(2, 1, 30), torch.randn(2, 4, 30)
+    gain = make_residual("gain", 4, 4)
+    assert isinstance(gain, ChannelGain) and sum(p.numel() for p in gain.parameters()) == 4
+    torch.testing.assert_close(gain(x4), x4)  # starts as the identity
+    with torch.no_grad():
+        gain.weight.copy_(torch.randn(4, 1))
+    torch.testing.assert_close(gain(x4), F.conv1d(x4, gain.weight[:, :, None], groups=4))
+    first = make_residual("gain", 1, 4)  # the first block: one input channel, a gain per output channel
+    torch.testing.assert_close(first(x1), x1.expand(-1, 4, -1))
+    assert make_residual("copy", 1, 4) is None and make_residual("copy", 4, 4) is None
+    assert make_residual("identity", 4, 4) is None
+    assert isinstance(make_residual("identity", 1, 4), Pointwise)
+    with pytest.raises(ValueError):
+        ChannelGain(3, 4)
+
