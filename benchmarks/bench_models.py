@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nablafx.config import load_params  # noqa: E402
-from nablafx.provenance import write_results  # noqa: E402
+from nablafx.provenance import record, write_results  # noqa: E402
 from nablafx.registry import build_model  # noqa: E402
 
 FAMILIES = ("lstm", "tcn", "gcn", "s4")
@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     variants = load_params(args.params)["variants"]
     names = args.variants or [n for n, s in variants.items() if s.get("family") in FAMILIES]
     load_before = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    used = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "variants": {n: variants[n] for n in names}}
+    prov = record(used)  # the commit the measured code came from, taken before measuring
     rows = []
     for name in names:
         row = bench_variant(name, variants[name], args.seconds, args.stream_seconds, args.repeats)
@@ -162,9 +164,7 @@ def main(argv=None) -> int:
             "threads": args.threads, "seconds": args.seconds, "stream_seconds": args.stream_seconds,
             "repeats": args.repeats}
     if args.out:
-        used = {"args": {k: v for k, v in vars(args).items() if k != "out"},
-                "variants": {n: variants[n] for n in names}}
-        write_results(args.out, markdown(rows, meta), {"meta": meta, "rows": rows}, params=used)
+        write_results(args.out, markdown(rows, meta), {"meta": meta, "rows": rows}, provenance=prov)
         print(f"wrote {args.out}.md and .json")
     return 0
 

@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nablafx.provenance import write_results  # noqa: E402
+from nablafx.provenance import record, write_results  # noqa: E402
 
 
 def stage(script: str, args: list[str], cwd: Path, threads: int) -> None:
@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     params["data"]["root"] = str(ROOT / params["data"]["root"])
     params["train"].update(max_steps=args.steps, val_every_n_steps=min(args.steps, params["train"]["val_every_n_steps"]),
                            accelerator="cpu", resume="off")
+    used = {"args": {"steps": args.steps, "threads": args.threads}, "params": params}
+    prov = record(used)  # the commit the measured code came from, taken before measuring
     rows, first = [], None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -79,8 +81,7 @@ def main(argv=None) -> int:
         rel = (r["test_esr"] - base["test_esr"]) / base["test_esr"]
         lines.append(f"| {r['run']} | {r['threads']} | {r['test_esr']:.6f} | {100 * rel:+.2f} % | {r['test_mae']:.6f} | "
                      f"{r['max_weight_diff_vs_run0']:.2e} | {'yes' if r['bit_identical_to_run0'] else 'no'} |")
-    used = {"args": {"steps": args.steps, "threads": args.threads}, "params": params}
-    write_results(args.out, "\n".join(lines), {"rows": rows}, params=used)
+    write_results(args.out, "\n".join(lines), {"rows": rows}, provenance=prov)
     print(f"wrote {args.out}.md and .json")
     return 0
 

@@ -117,15 +117,18 @@ def markdown_footer(prov: dict) -> str:
             f"{m['torch_threads']}{load}), torch {m['torch']}, Python {m['python']}{gpu}.\n")
 
 
-def write_results(stem: str | Path, markdown: str, data: dict, params=None, command: str | None = None) -> dict:
+def write_results(stem: str | Path, markdown: str, data: dict, params=None, command: str | None = None,
+                  provenance: dict | None = None) -> dict:
     """Write ``<stem>.json`` (``{"provenance": …, **data}``) and ``<stem>.md`` (``markdown`` + footer).
 
     Both files are written atomically; the markdown is exactly what the calling script generated
-    followed by :func:`markdown_footer`, so nothing in it is typed by hand. Returns the provenance.
+    followed by :func:`markdown_footer`, so nothing in it is typed by hand. A long benchmark passes
+    the ``provenance`` it recorded when it started (the commit its code came from); otherwise it is
+    recorded now. Returns the provenance.
     """
-    from nablafx.utils import write_text_atomic
+    from nablafx.fileio import write_text_atomic
 
-    prov = record(params, command)
+    prov = provenance if provenance is not None else record(params, command)
     stem = Path(stem)
     write_text_atomic(stem.with_suffix(".json"), json.dumps({"provenance": prov, **data}, indent=2) + "\n")
     write_text_atomic(stem.with_suffix(".md"), markdown.rstrip("\n") + "\n\n" + markdown_footer(prov))

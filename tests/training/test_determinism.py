@@ -6,7 +6,6 @@ What holds across machines or thread counts is a measured statement in the READM
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
@@ -16,20 +15,19 @@ import pytest
 import torch
 import yaml
 
-from ..conftest import make_tiny_dataset
+from ..conftest import make_tiny_dataset, params_with
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _params(data_root: Path) -> dict:
-    params = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
-    params["model"] = "tcn-tiny"
-    params["variants"] = {"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
-                                       "dilation_growth": 2, "activation": "tanh", "cond": "film"}}
-    params["data"].update(root=str(data_root), device="Fake-Drive", val_seconds=1.0, guard_seconds=0.25)
-    params["train"].update(max_steps=6, batch_size=2, chunk_seconds=0.1, val_every_n_steps=3,
-                           accelerator="cpu", resume="off")
-    return params
+    return params_with(
+        model="tcn-tiny", aliases={},
+        variants={"tcn-tiny": {"family": "tcn", "channels": 4, "blocks": 2, "kernel_size": 3,
+                               "dilation_growth": 2, "activation": "tanh", "cond": "film"}},
+        data={"root": str(data_root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
+        train={"max_steps": 6, "batch_size": 2, "chunk_seconds": 0.1, "val_every_n_steps": 3,
+               "accelerator": "cpu", "resume": "off"})
 
 
 def _run_stage(script: str, args: list[str], cwd: Path) -> None:

@@ -20,7 +20,7 @@ from nablafx.data.prepare import prepare_device
 from nablafx.training.checkpoints import partial_dir
 from nablafx.utils import write_json
 
-from ..conftest import SR, make_tiny_dataset
+from ..conftest import SR, make_tiny_dataset, params_with
 
 REPO = Path(__file__).resolve().parents[2]
 PAUSE_S = 0.3  # every checkpoint write pauses half-way this long: kills can land inside them
@@ -107,10 +107,10 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, forker, name):
     spec, extra = VARIANTS[name]
     root = make_tiny_dataset(tmp_path / "data", seconds=(3.0, 1.0))
     write_json(tmp_path / "index.json", prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4))
-    params = {"model": "m", "data": {"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
-              "train": {"max_steps": 20, "batch_size": 2, "chunk_seconds": 0.05, "val_every_n_steps": 2, "lr": 0.01,
-                        "accelerator": "cpu", "loss": {"l1": 1.0, "esr": 1.0}, **extra},
-              "variants": {"m": spec}}
+    params = params_with(model="m", aliases={}, variants={"m": spec},
+                         data={"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
+                         train={"max_steps": 20, "batch_size": 2, "chunk_seconds": 0.05, "val_every_n_steps": 2,
+                                "lr": 0.01, "accelerator": "cpu", "loss": {"l1": 1.0, "esr": 1.0}, **extra})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     t0 = time.monotonic()
     forker.start(tmp_path, _argv("ref"), tmp_path / "ref.log")
