@@ -2,6 +2,7 @@
 
     python benchmarks/bench_models.py                  # all lstm/tcn/gcn/s4 variants of params.yaml
     python benchmarks/bench_models.py tcn-45 s4-b4-s32-c16 --seconds 2
+    python benchmarks/bench_models.py paper-tcn-45-s-16  # the 56 paper-* variants only when named
 
 Writes ``benchmarks/results/models_cpu.{md,json}`` (or ``--out``).  Speed is given as the
 real-time factor RTF = audio duration / processing time (RTF 10 = ten times faster than real
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = load_params(args.params)["variants"]
-    names = args.variants or [n for n, s in variants.items() if s.get("family") in FAMILIES]
+    names = args.variants or [n for n, s in variants.items()
+                              if s.get("family") in FAMILIES and not n.startswith("paper-")]
     load_before = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     used = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "variants": {n: variants[n] for n in names}}
     prov = record(used)  # the commit the measured code came from, taken before measuring

@@ -217,7 +217,11 @@ def reference_tree(path: Path, tmp: Path) -> tuple[Path, str, str]:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True, **kw).stdout.strip()
 
     if (path / "cfg" / "model").is_dir():  # a checkout
-        commit = git("-C", str(path), "rev-parse", "HEAD")
+        try:
+            commit = git("-C", str(path), "rev-parse", "HEAD")
+        except subprocess.CalledProcessError:
+            raise SystemExit(f"error: {path}: not a git checkout, so its commit cannot be recorded; "
+                             "pass a clone or the bare git directory") from None
         date = git("-C", str(path), "log", "-1", "--format=%cI")
         return path, commit, date
     commit = git(f"--git-dir={path}", "rev-parse", "HEAD")
@@ -278,8 +282,12 @@ def main(argv=None) -> int:
     if args.child:
         child(args.reference, args.configs)
         return 0
+    from nablafx.provenance import record, write_results
+
     with tempfile.TemporaryDirectory(prefix="nablafx-ref-") as tmp:
         tree, commit, date = reference_tree(args.reference.resolve(), Path(tmp))
+        used = {"reference_commit": commit, "configs": args.configs}
+        prov = record(used)  # the commit this script came from, taken before measuring
         env = {**os.environ, "PYTHONPATH": "", "CUDA_VISIBLE_DEVICES": ""}
         out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--reference", str(tree),
                               "--configs", args.configs],
@@ -288,12 +296,9 @@ def main(argv=None) -> int:
             sys.stderr.write(out.stderr)
             return out.returncode
         rows = json.loads(out.stdout)
-    from nablafx.provenance import write_results
-
     data = {"reference": {"repository": "mcomunita/nablafx", "commit": commit, "commit_date": date},
             "sample_rate": SAMPLE_RATE, "configs": rows}
-    used = {"reference_commit": commit, "configs": [r["config"] for r in rows]}
-    write_results(args.out, markdown(data), data, params=used)
+    write_results(args.out, markdown(data), data, provenance=prov)
     bad = sum(r["error"] is not None for r in rows)
     print(f"{args.out}.{{json,md}}: {len(rows)} configs, {bad} the reference cannot build as written")
     return 0

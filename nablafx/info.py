@@ -3,9 +3,12 @@
     python -m nablafx.info tcn-45-film            # one variant (or an alias)
     python -m nablafx.info --all                  # every variant, as a table
     python -m nablafx.info --all --markdown --update docs/models.md   # refresh the docs table
+    python -m nablafx.info --paper benchmarks/results/reference_params.json --update docs/models.md
 
 Parameter counts depend on the number of knobs the model is conditioned on (``--n-knobs``,
-default 3); unconditioned variants ignore it.
+default 3); unconditioned variants ignore it.  ``--paper`` compares the ``paper-*`` variants with
+the reference's configurations as measured by ``benchmarks/reference_params.py`` (each built with
+the reference config's knob count).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from nablafx.fileio import write_text_atomic
 from nablafx.registry import build_model, resolve_variant
 
 BEGIN, END = "<!-- variants:begin -->", "<!-- variants:end -->"
+PAPER_BEGIN, PAPER_END = "<!-- paper:begin -->", "<!-- paper:end -->"
 
 
 def describe(params: dict, name: str, n_knobs: int = 3, sample_rate: int | None = None) -> dict:
@@ -110,11 +114,13 @@ def format_table(rows: list[dict], markdown: bool = False) -> str:
     return "\n".join([fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells])
 
 
-def all_rows(params: dict, n_knobs: int = 3, families: set[str] | None = None) -> list[dict]:
+def all_rows(params: dict, n_knobs: int = 3, families: set[str] | None = None,
+             exclude: tuple[str, ...] = ()) -> list[dict]:
+    """Every variant (of ``families``; none whose name starts with a prefix in ``exclude``)."""
     rows = []
     for name, spec in (params.get("variants") or {}).items():
         family = spec.get("family") if isinstance(spec, dict) else None
-        if families and family not in families:
+        if (families and family not in families) or name.startswith(tuple(exclude)):
             continue
         try:
             rows.append(describe(params, name, n_knobs))
@@ -123,22 +129,77 @@ def all_rows(params: dict, n_knobs: int = 3, families: set[str] | None = None) -
     return rows
 
 
-def read_section(path: str | Path) -> str:
-    """The table between the variants markers of ``path`` (without the generated-by comment)."""
+def paper_rows(params: dict, results: dict) -> list[dict]:
+    """One row per reference configuration in ``results`` (``benchmarks/reference_params.py``'s
+    data): its ``paper-*`` variant built with the config's knob count, next to the reference.
+
+    A config the reference cannot build as written is compared through its ``retry`` measurement
+    (e.g. a FiLM config written with no knobs, measured again with one)."""
+    rows = []
+    sr = int(results.get("sample_rate", 48000))
+    for cfg in results["configs"]:
+        ref = cfg if cfg.get("error") is None else (cfg.get("retry") or {})
+        knobs = int(ref.get("num_controls", cfg["num_controls"]))
+        row = {"config": cfg["config"], "variant": cfg["variant"], "n_knobs": knobs, "error": cfg.get("error"),
+               "ref_params": ref.get("params"), "ref_rf": ref.get("receptive_field"),
+               "ref_lookahead": ref.get("lookahead"), "sample_rate": sr}
+        try:
+            d = describe(params, cfg["variant"], knobs, sr)
+        except ConfigError as err:
+            row["ours_error"] = str(err).splitlines()[0]
+            rows.append(row)
+            continue
+        row.update(params=d["params"], cond=d["cond"], family=d["family"],
+                   rf=d["receptive_field"] if d["receptive_field"] is not None else d["core_receptive_field"],
+                   unbounded=d["receptive_field"] is None)
+        rows.append(row)
+    return rows
+
+
+PAPER_COLUMNS = ("reference config", "variant", "knobs", "params", "reference params", "rf", "reference rf",
+                 "reference lookahead")
+
+
+def format_paper_table(rows: list[dict]) -> str:
+    """Markdown: the reference's configs, their variants and both sides' counts (≠ marks a mismatch)."""
+
+    def num(v):
+        return "—" if v is None else f"{v:,}"
+
+    lines = ["| " + " | ".join(PAPER_COLUMNS) + " |", "|" + "|".join(["---", "---"] + ["---:"] * 6) + "|"]
+    for r in rows:
+        config = r["config"].removeprefix("cfg/model/")
+        if "ours_error" in r:
+            lines.append(f"| `{config}` | `{r['variant']}` | {r['n_knobs']} | error: {r['ours_error']} | "
+                         f"{num(r['ref_params'])} | | {num(r['ref_rf'])} | |")
+            continue
+        rf = num(r["rf"])
+        if r["rf"] is not None and r["unbounded"]:
+            rf = f"∞ (conv {rf})"
+        mark_p = "" if r["params"] == r["ref_params"] else " ≠"
+        mark_rf = "" if r["rf"] == r["ref_rf"] else " ≠"
+        knobs = f"{r['n_knobs']}" + (" *" if r["error"] else "")
+        lines.append(f"| `{config}` | `{r['variant']}` | {knobs} | {num(r['params'])}{mark_p} | "
+                     f"{num(r['ref_params'])} | {rf}{mark_rf} | {num(r['ref_rf'])} | {num(r['ref_lookahead'])} |")
+    return "\n".join(lines)
+
+
+def read_section(path: str | Path, begin: str = BEGIN, end: str = END) -> str:
+    """The text between the ``begin`` … ``end`` markers of ``path`` (without the generated-by comment)."""
     path = Path(path)
     text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise ConfigError(f"{path}: no '{BEGIN}' … '{END}' section")
-    inner = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    if begin not in text or end not in text:
+        raise ConfigError(f"{path}: no '{begin}' … '{end}' section")
+    inner = text.split(begin, 1)[1].split(end, 1)[0]
     return "\n".join(line for line in inner.strip().splitlines() if not line.startswith("<!--")).strip()
 
 
-def update_section(path: str | Path, table: str, command: str) -> None:
-    """Replace the text between the variants markers of ``path`` by ``table``."""
+def update_section(path: str | Path, table: str, command: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between the ``begin`` … ``end`` markers of ``path`` by ``table``."""
     path = Path(path)
-    read_section(path)  # checks the markers
-    body = f"{BEGIN}\n<!-- generated by `{command}` -->\n\n{table}\n\n{END}"
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda m: body, path.read_text(), flags=re.S)
+    read_section(path, begin, end)  # checks the markers
+    body = f"{begin}\n<!-- generated by `{command}` -->\n\n{table}\n\n{end}"
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: body, path.read_text(), flags=re.S)
     write_text_atomic(path, text)
 
 
@@ -149,15 +210,33 @@ def main(argv=None) -> int:
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("--n-knobs", type=int, default=3, help="knobs the model is conditioned on (default 3)")
     ap.add_argument("--family", action="append", help="with --all: only these families (repeatable)")
+    ap.add_argument("--exclude", action="append", default=[], metavar="PREFIX",
+                    help="with --all: leave out variants whose name starts with PREFIX (repeatable)")
     ap.add_argument("--markdown", action="store_true", help="with --all: a markdown table")
-    ap.add_argument("--update", metavar="FILE", help="with --all --markdown: write the table into FILE")
+    ap.add_argument("--update", metavar="FILE", help="with --all --markdown or --paper: write the table into FILE")
+    ap.add_argument("--paper", metavar="RESULTS_JSON",
+                    help="the paper-* variants next to the reference's configs measured in RESULTS_JSON "
+                         "(benchmarks/reference_params.py)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    command = "python -m nablafx.info " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.paper:
+        import json
+
+        rows = paper_rows(params, json.loads(Path(args.paper).read_text()))
+        table = format_paper_table(rows)
+        if args.update:
+            update_section(args.update, table, command, PAPER_BEGIN, PAPER_END)
+            print(f"{args.update}: paper table of {len(rows)} reference configs updated")
+        else:
+            print(table)
+        bad = [r for r in rows if "ours_error" in r or r["params"] != r["ref_params"] or r["rf"] != r["ref_rf"]]
+        return 1 if bad else 0
     if args.all:
-        rows = all_rows(params, args.n_knobs, set(args.family) if args.family else None)
+        rows = all_rows(params, args.n_knobs, set(args.family) if args.family else None, tuple(args.exclude))
         table = format_table(rows, markdown=args.markdown or bool(args.update))
         if args.update:
-            update_section(args.update, table, "python -m nablafx.info " + " ".join(argv if argv is not None else sys.argv[1:]))
+            update_section(args.update, table, command)
             print(f"{args.update}: table of {len(rows)} variants updated")
         else:
             print(table)

@@ -42,7 +42,15 @@ def test_all_table(capsys):
 def test_docs_table_is_current():
     """docs/models.md documents the parameter count and receptive field of every black-box variant."""
     params = info.load_params(PARAMS)
-    table = info.format_table(info.all_rows(params, 3, FAMILIES), markdown=True)
+    table = info.format_table(info.all_rows(params, 3, FAMILIES, exclude=("paper-",)), markdown=True)
     assert info.read_section(ROOT / "docs" / "models.md") == table.strip(), (
         "docs/models.md is stale: run python -m nablafx.info --all --markdown --family lstm --family tcn "
-        "--family gcn --family s4 --update docs/models.md")
+        "--family gcn --family s4 --exclude paper- --update docs/models.md")
+
+
+def test_exclude_leaves_out_a_prefix(capsys):
+    assert info.main(["--all", "--params", str(PARAMS), "--family", "tcn", "--exclude", "paper-"]) == 0
+    out = capsys.readouterr().out
+    assert "tcn-45-film" in out and "paper-" not in out
+    assert info.main(["--all", "--params", str(PARAMS), "--family", "tcn"]) == 0
+    assert "paper-tcn-45-s-16" in capsys.readouterr().out
