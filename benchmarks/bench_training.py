@@ -19,9 +19,9 @@ samples of noise, the warm-up being what this project's training prepends: recep
 2048 for recurrent models), the same target, the same knob values when the config has knobs,
 the loss on the last ``seconds`` of the output, backward over the whole sequence, gradient
 clipping by value at 10 (the papers' trainer), AdamW at the config's learning rate.  Both sides
-use ``--threads`` threads.  Each child runs ``--warmup`` steps, then ``--steps`` timed steps; the
-children of one config run one after the other, their order alternating from config to config
-(and round to round with ``--rounds``), and the load average is recorded before and after each.
+use ``--threads`` threads.  Both children of a config live at once and
+take single steps in turn (ABBA…), so that both see the same load on a shared machine: ``--warmup``
+steps each, then ``--steps`` timed ones; the 1-minute load average is recorded before each.
 
 Per side: median seconds per step, peak resident memory of its process (``ru_maxrss``; on a GPU
 also ``torch.cuda.max_memory_allocated``), parameter count.  A child whose resident memory passes
@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import select
 import statistics
 import subprocess
 import sys
@@ -75,31 +76,27 @@ def _inputs(batch: int, n: int, context: int, num_controls: int, device: str):
     return x.to(device), y.to(device), None if knobs is None else knobs.to(device)
 
 
-def _time_steps(step, warmup: int, steps: int, device: str) -> tuple[list[float], float]:
+PROTOCOL = sys.stdout  # the child's replies; anything else either side prints goes to stderr
+
+
+def serve(step, model, device: str) -> None:
+    """The child's side of the lock-step protocol: ``ready`` (parameter count) on stdout, then one
+    line per ``step`` command (seconds, loss), and at ``done`` the peak memory."""
     import torch
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    loss = float("nan")
-    for _ in range(warmup):
-        loss = step()
-    sync()
-    times = []
-    for _ in range(steps):
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}), file=PROTOCOL, flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
         t0 = time.perf_counter()
         loss = step()
         sync()
-        times.append(time.perf_counter() - t0)
-    return times, loss
-
-
-def _child_result(model, times, loss, device) -> dict:
-    import torch
-
-    out = {"params": sum(p.numel() for p in model.parameters()), "times": [round(t, 4) for t in times],
-           "loss": loss, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        print(json.dumps({"t": time.perf_counter() - t0, "loss": loss}), file=PROTOCOL, flush=True)
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device == "cuda":
         out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
+    print(json.dumps(out), file=PROTOCOL, flush=True)
 
 
 def _instantiate(obj):
@@ -144,10 +141,9 @@ def child_reference(reference: Path, config: str, a) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_value_(model.parameters(), CLIP_VALUE)
         opt.step()
-        return float(loss)
+        return loss.item()
 
-    times, loss = _time_steps(step, a.warmup, a.steps, a.device)
-    return _child_result(model, times, loss, a.device)
+    serve(step, model, a.device)
 
 
 def build_nablafx(config: str, num_controls: int, params_file: Path = ROOT / "params.yaml"):
@@ -183,10 +179,9 @@ def child_nablafx(config: str, a) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_value_(model.parameters(), CLIP_VALUE)
         opt.step()
-        return float(loss)
+        return loss.item()
 
-    times, loss = _time_steps(step, a.warmup, a.steps, a.device)
-    return _child_result(model, times, loss, a.device)
+    serve(step, model, a.device)
 
 
 # ----------------------------------------------------------------------------- parent process
@@ -200,36 +195,95 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_child(cmd: list[str], mem_limit_mb: float, timeout: float) -> dict:
-    """Run one child, stopping it above ``mem_limit_mb`` resident or after ``timeout`` seconds."""
-    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": cmd[cmd.index("--threads") + 1]}
-    load0 = os.getloadavg()[0]
-    t0 = time.monotonic()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=ROOT, env=env)
-        seen, why = 0.0, None
-        while proc.poll() is None:
-            seen = max(seen, _rss_mb(proc.pid))
-            if seen > mem_limit_mb:
-                why = f"stopped: resident memory above {mem_limit_mb / 1024:.0f} GB"
-            elif time.monotonic() - t0 > timeout:
-                why = f"stopped: longer than {timeout:.0f} s"
-            if why:
-                proc.kill()
-                proc.wait()
-                break
-            time.sleep(0.05)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    row = {"load_avg_before": round(load0, 2), "load_avg_after": round(os.getloadavg()[0], 2),
-           "wall_s": round(time.monotonic() - t0, 1)}
-    if why:
-        return {**row, "error": why, "peak_rss_mb": round(seen, 1)}
-    if proc.returncode != 0:
-        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()] or [f"exit status {proc.returncode}"]
-        return {**row, "error": lines[-1][:300]}
-    return {**row, **json.loads(stdout.strip().splitlines()[-1])}
+class Child:
+    """One side's process, driven in lock step: stopped above ``mem_limit_mb`` resident memory or
+    when one reply takes longer than ``timeout`` seconds; ``error`` then says why."""
+
+    def __init__(self, cmd: list[str], mem_limit_mb: float, timeout: float, threads: int):
+        env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": str(threads)}
+        self.err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                     cwd=ROOT, env=env, bufsize=1)
+        self.mem_limit_mb, self.timeout = mem_limit_mb, timeout
+        self.seen_mb = 0.0
+        self.error: str | None = None
+        self.ready = self._reply()
+
+    def _fail(self, why: str) -> None:
+        self.error = why
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def _reply(self) -> dict | None:
+        t0 = time.monotonic()
+        fd = self.proc.stdout.fileno()
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            self.seen_mb = max(self.seen_mb, _rss_mb(self.proc.pid))
+            if ready:
+                line = self.proc.stdout.readline()
+                if line:
+                    return json.loads(line)
+                self.proc.wait()
+                self.err.seek(0)
+                lines = [ln for ln in self.err.read().splitlines() if ln.strip()]
+                self._fail(lines[-1][:300] if lines else f"exit status {self.proc.returncode}")
+                return None
+            if self.seen_mb > self.mem_limit_mb:
+                self._fail(f"stopped: resident memory above {self.mem_limit_mb / 1024:.0f} GB")
+                return None
+            if time.monotonic() - t0 > self.timeout:
+                self._fail(f"stopped: no reply within {self.timeout:.0f} s")
+                return None
+
+    def ask(self, command: str) -> dict | None:
+        if self.error:
+            return None
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        return self._reply()
+
+    def close(self) -> dict:
+        out = self.ask("done") or {}
+        if self.proc.poll() is None:
+            self.proc.wait()
+        self.err.close()
+        return out
+
+
+def run_pair(cmds: dict, warmup: int, steps: int, first: int, mem_limit_mb: float, timeout: float,
+             threads: int) -> dict:
+    """Start both sides, then alternate single steps between them (order ABBA…, starting with side
+    ``first``), so that both see the same machine load.  Returns per side its parameter count,
+    step times, load average before each timed step, final loss and peak memory (or ``error``)."""
+    sides = list(cmds)
+    kids = {}
+    for side in sides:  # one at a time: the second starts while the first is idle
+        kids[side] = Child(cmds[side], mem_limit_mb, timeout, threads)
+    res = {side: {"times": [], "load_avg": []} for side in sides}
+    for k in range(warmup + steps):
+        order = sides if (k + first) % 2 == 0 else sides[::-1]
+        for side in order:
+            load = os.getloadavg()[0]
+            reply = kids[side].ask("step")
+            if reply and k >= warmup:
+                res[side]["times"].append(round(reply["t"], 4))
+                res[side]["load_avg"].append(round(load, 2))
+                res[side]["loss"] = reply["loss"]
+    for side in sides:
+        kid = kids[side]
+        done = kid.close()
+        out = res[side]
+        if kid.error:
+            out["error"] = kid.error
+            out["peak_rss_mb"] = round(kid.seen_mb, 1)
+            continue
+        out.update(params=kid.ready["params"], s_per_step=round(statistics.median(out["times"]), 4), **done)
+    return res
 
 
 def reference_info(reference: Path, config: str) -> dict:
@@ -244,18 +298,6 @@ def reference_info(reference: Path, config: str) -> dict:
 def context_of(model) -> int:
     rf = model.receptive_field
     return RECURRENT_CONTEXT if rf is None else max(0, rf - 1)
-
-
-def _merge(runs: list[dict]) -> dict:
-    ok = [r for r in runs if "error" not in r]
-    if not ok:
-        return {"error": runs[0]["error"], "peak_rss_mb": runs[0].get("peak_rss_mb")}
-    times = [t for r in ok for t in r["times"]]
-    out = {"params": ok[0]["params"], "times": times, "s_per_step": round(statistics.median(times), 4),
-           "peak_rss_mb": max(r["peak_rss_mb"] for r in ok), "loss": ok[-1]["loss"]}
-    if "cuda_peak_mb" in ok[0]:
-        out["cuda_peak_mb"] = max(r["cuda_peak_mb"] for r in ok)
-    return out
 
 
 def _gb(mb) -> str:
@@ -273,9 +315,9 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "`paper-<model>` variant; same input, target, knobs and warm-up context, loss 0.5·L1 + 0.5·MR-STFT "
         "on the last "
         f"{meta['seconds']} s, gradient clipping by value at {CLIP_VALUE:g}, AdamW; median of "
-        f"{meta['steps'] * meta['rounds']} steps after {meta['warmup']} warm-up. Speed-up: reference "
+        f"{meta['steps']} steps after {meta['warmup']} warm-up, the two sides' steps alternating. Speed-up: reference "
         "s/step ÷ nablafx s/step. Peak RSS: the process's maximum resident memory"
-        + (" (GPU: peak allocated)" if cuda else "") + ". Load: 1-minute load average before each side.",
+        + (" (GPU: peak allocated)" if cuda else "") + ". Load: mean 1-minute load average before the timed steps of each side.",
         "",
         "| reference config | variant | params ref / nablafx | context | ref s/step | nablafx s/step | speed-up | "
         "ref peak RSS GB | nablafx peak RSS GB |" + (" ref GPU GB | nablafx GPU GB |" if cuda else "")
@@ -290,7 +332,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         ts = [f"error: {s['error']}" if "error" in s else f"{s['s_per_step']:.3f}" for s in (ref, our)]
         ratio = f"{r['speedup']:.2f}×" if r.get("speedup") else "—"
         gpu = f" {_gb(ref.get('cuda_peak_mb'))} | {_gb(our.get('cuda_peak_mb'))} |" if cuda else ""
-        load = " / ".join(f"{s:.1f}" for s in r["load_avg"])
+        load = " / ".join(f"{statistics.mean(s['load_avg']):.1f}" if s.get("load_avg") else "—" for s in (ref, our))
         lines.append(f"| `{r['config']}` | `{r['variant']}` | {params} | {r['context']} | {ts[0]} | {ts[1]} | {ratio} | "
                      f"{_gb(ref.get('peak_rss_mb'))} | {_gb(our.get('peak_rss_mb'))} |{gpu} {load} |")
     return "\n".join(lines)
@@ -305,9 +347,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--mem-limit-gb", type=float, default=14.0)
+    ap.add_argument("--mem-limit-gb", type=float, default=12.0, help="stop a side above this resident memory")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
     ap.add_argument("--quick", action="store_true", help="smoke test: batch 2 × 0.25 s, 2 configs")
     ap.add_argument("--out", default=None)
@@ -321,8 +362,8 @@ def main(argv=None) -> int:
         a.configs = a.configs or QUICK_CONFIGS
     a.n = int(round(a.seconds * SAMPLE_RATE))
     if a.child:
-        res = (child_reference(a.reference, a.config, a) if a.child == "reference" else child_nablafx(a.config, a))
-        print(json.dumps(res))
+        sys.stdout = sys.stderr  # prints of either package stay out of the protocol
+        child_reference(a.reference, a.config, a) if a.child == "reference" else child_nablafx(a.config, a)
         return 0
     configs = a.configs or list(CONFIGS)
     from nablafx.provenance import record, write_results
@@ -347,27 +388,19 @@ def main(argv=None) -> int:
                       "--context", str(context), "--num-controls", str(info["num_controls"]), "--device", a.device,
                       "--batch", str(a.batch), "--seconds", str(a.seconds), "--steps", str(a.steps),
                       "--warmup", str(a.warmup), "--threads", str(a.threads)]
-            runs = {"reference": [], "nablafx": []}
-            loads = {"reference": [], "nablafx": []}
-            for r in range(a.rounds):
-                order = ["reference", "nablafx"] if (i + r) % 2 == 0 else ["nablafx", "reference"]
-                for side in order:
-                    res = run_child([*common, "--child", side], a.mem_limit_gb * 1024, a.timeout)
-                    runs[side].append(res)
-                    loads[side].append(res["load_avg_before"])
-                    print(f"{config} {side}: {json.dumps(res)}", file=sys.stderr, flush=True)
-            ref, our = _merge(runs["reference"]), _merge(runs["nablafx"])
+            res = run_pair({"reference": [*common, "--child", "reference"], "nablafx": [*common, "--child", "nablafx"]},
+                           a.warmup, a.steps, i % 2, a.mem_limit_gb * 1024, a.timeout, a.threads)
+            ref, our = res["reference"], res["nablafx"]
             speedup = (round(ref["s_per_step"] / our["s_per_step"], 2)
                        if "s_per_step" in ref and "s_per_step" in our else None)
             rows.append({"config": config, "variant": variant, **info, "overrides": CONFIGS.get(config, {}),
-                         "context": context, "reference": ref, "nablafx": our, "speedup": speedup,
-                         "load_avg": [statistics.mean(loads["reference"]), statistics.mean(loads["nablafx"])],
-                         "runs": runs})
-            print(json.dumps({k: rows[-1][k] for k in ("config", "speedup")}), flush=True)
+                         "context": context, "reference": ref, "nablafx": our, "speedup": speedup})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     meta = {"device": a.device, "batch": a.batch, "seconds": a.seconds, "steps": a.steps, "warmup": a.warmup,
-            "rounds": a.rounds, "threads": a.threads, "loss": "0.5 L1 + 0.5 MR-STFT (auraloss defaults)",
+            "threads": a.threads, "loss": "0.5 L1 + 0.5 MR-STFT (auraloss defaults)",
             "optimizer": "AdamW", "clip_grad_value": CLIP_VALUE, "reference_repository": "mcomunita/nablafx",
-            "reference_commit": commit, "reference_commit_date": date}
+            "reference_commit": commit, "reference_commit_date": date,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)
     print(f"wrote {out}.md")
     return 0
