@@ -231,7 +231,7 @@ class Child:
                 self._fail(lines[-1][:300] if lines else f"exit status {self.proc.returncode}")
                 return None
             if self.seen_mb > self.mem_limit_mb:
-                self._fail(f"stopped: resident memory above {self.mem_limit_mb / 1024:.0f} GB")
+                self._fail(f"stopped: resident memory above {self.mem_limit_mb / 1024:.3g} GB")
                 return None
             if time.monotonic() - t0 > self.timeout:
                 self._fail(f"stopped: no reply within {self.timeout:.0f} s")
