@@ -69,6 +69,7 @@ class GCNModel(ConditionedStack):
         self.out = Pointwise(blocks * channels, 1, bias=bias)
         self.output_tanh = output_tanh
         self.segment = 16384  # offline segment length (measured best for 45 ms … 2.5 s receptive fields)
+        self.grad_segment = 16384  # also in training: faster and smaller than the whole signal at once
 
     @property
     def core_receptive_field(self) -> int:
