@@ -22,8 +22,8 @@ are off (inference), keyed on the parameters' versions so training steps invalid
 
 Training (gradients recorded, a zero starting state, more than one chunk) takes another exact
 route: one FFT convolution of the whole signal with the whole kernel (``y = K * u``, zero-padded
-to a fast FFT length ≥ 2T − 1, :class:`_FFTConv`, whose backward pass is two more FFTs and keeps
-only the signal's spectrum), the kernel being built √T lags at a time as ``K[cM + j] = 2·Re Σ_n
+to a fast FFT length ≥ 2T − 1, :class:`_FFTConv`, whose backward pass is three more FFTs and keeps
+only the input), the kernel being built √T lags at a time as ``K[cM + j] = 2·Re Σ_n
 (C̃_n dA_n^(cM)) dA_n^j`` (one complex matmul, in the model's precision).  The chunk scan's
 complex128 states cost ~4× more there.  The state returned on that route carries no gradient
 (truncated back-propagation detaches it anyway).
@@ -60,7 +60,8 @@ def fast_fft_length(n: int) -> int:
 class _FFTConv(torch.autograd.Function):
     """``y[b, h, t] = Σ_(j≤t) u[b, h, j] K[h, t − j]`` for t < T by FFTs of length ``nfft`` ≥ 2T − 1.
 
-    Backward: ``∂u = corr(g, K)``, ``∂K = Σ_b corr(g, u)``, from the saved spectra of u and K.
+    Backward: ``∂u = corr(g, K)``, ``∂K = Σ_b corr(g, u)``; u is kept (half the size of its
+    spectrum) and transformed again there.
     """
 
     @staticmethod
@@ -69,20 +70,20 @@ class _FFTConv(torch.autograd.Function):
         Uf = torch.fft.rfft(u, n=nfft)
         Kf = torch.fft.rfft(K, n=nfft)
         y = torch.fft.irfft(Uf * Kf, n=nfft)[..., :n].contiguous()
-        ctx.save_for_backward(Uf, Kf)
+        ctx.save_for_backward(u, Kf)
         ctx.n, ctx.nfft = n, nfft
         return y
 
     @staticmethod
     def backward(ctx, g):
-        Uf, Kf = ctx.saved_tensors
+        u, Kf = ctx.saved_tensors
         n, nfft = ctx.n, ctx.nfft
         Gf = torch.fft.rfft(g, n=nfft)
         du = dK = None
         if ctx.needs_input_grad[0]:
             du = torch.fft.irfft(Gf * Kf.conj(), n=nfft)[..., :n]
         if ctx.needs_input_grad[1]:
-            dK = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=nfft)[..., :n]
+            dK = torch.fft.irfft((Gf * torch.fft.rfft(u, n=nfft).conj()).sum(0), n=nfft)[..., :n]
         return du, dK, None
 
 
