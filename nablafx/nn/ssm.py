@@ -103,6 +103,7 @@ class S4D(nn.Module):
         self.modes = n2 = state_dim // 2
         self.chunk = chunk
         self.fft_above = fft_above
+        self.fft_train = True  # the FFT route while training (False: the chunk scan, for comparisons)
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
         self.log_A_real = nn.Parameter(torch.full((channels, n2), math.log(0.5)))
@@ -273,7 +274,7 @@ class S4D(nn.Module):
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
         """u: (B, H, T) → (y (B, H, T), state (B, H, N/2) complex)."""
         bsz, H, n = u.shape
-        if torch.is_grad_enabled() and n > self.chunk and (state is None or not bool(state.any())):
+        if self.fft_train and torch.is_grad_enabled() and n > self.chunk and (state is None or not bool(state.any())):
             y = _FFTConv.apply(u, self._kernel(n, u.dtype), fast_fft_length(2 * n - 1))
             return y, self._end_state(u)
         s = self.init_state(bsz, u.device, u.dtype) if state is None else state

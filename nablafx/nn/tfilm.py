@@ -69,8 +69,19 @@ class BlockModulation(nn.Module):
         return torch.baddbmm(bias[:, :, None], w[:, : self.hidden].expand(hs.shape[0], -1, -1), hs.transpose(1, 2))
 
     def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
-        ss = expand_blocks(self.scale_shift(hs, knobs), pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
-        return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
+        ss = self.scale_shift(hs, knobs)  # (B, 2C, S)
+        bsz, _, nseg = ss.shape
+        n = h.shape[-1]
+        if nseg == 1 or not torch.is_grad_enabled():
+            ss = expand_blocks(ss, pos, n, block_size)  # (B, 2C, T or 1)
+            return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
+        # training: h laid out as (B, C, S, block) on the block grid and the per-block values broadcast,
+        # instead of expanding them to every sample (two signal-sized tensors kept per layer)
+        tail = nseg * block_size - pos - n
+        hp = torch.nn.functional.pad(h, (pos, tail)) if pos or tail else h
+        y = torch.addcmul(ss[:, self.channels :, :, None], hp.reshape(bsz, self.channels, nseg, block_size),
+                          ss[:, : self.channels, :, None]).reshape(bsz, self.channels, nseg * block_size)
+        return y[..., pos : pos + n] if pos or tail else y
 
 
 class TFiLM(nn.Module):
