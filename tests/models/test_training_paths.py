@@ -9,7 +9,7 @@ import torch
 
 from tests.models.test_zoo import inputs, make
 
-CASES = ["paper-gcn-250-s-16", "paper-gcn-tf-45-s-16", "paper-s4-b4-s4-c16", "paper-s4-tvf-b4-s4-c16",
+CASES = ["paper-tcn-tf-250-s-16", "paper-tcn-tvf-45-s-16", "paper-tcn-f-45-s-16", "paper-gcn-250-s-16", "paper-gcn-tf-45-s-16", "paper-s4-b4-s4-c16", "paper-s4-tvf-b4-s4-c16",
          "paper-s4-tf-b4-s4-c16"]
 
 
