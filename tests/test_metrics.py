@@ -63,19 +63,39 @@ def test_esr_and_dc_loss_sum_over_the_batch_with_a_floor():
 def test_spectral_terms_without_floor_are_auralosses_and_the_floor_is_white_noise_at_that_power():
     import auraloss
 
-    y = torch.randn(2, 1, 8192) * 0.1
+    y = torch.randn(2, 1, 8192, dtype=torch.float64) * 0.1
     p = y + 0.01 * torch.randn_like(y)
     ref = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
                                                 win_lengths=[600, 1200, 240])
-    assert float(metrics.mrstft_loss()(p, y)) == float(ref(p, y))
+    torch.testing.assert_close(metrics.mrstft_loss()(p, y), ref(p, y), rtol=1e-12, atol=0)
     ref_mel = auraloss.freq.MelSTFTLoss(48000, fft_size=2048, hop_size=512, win_length=2048, n_mels=128)
-    assert float(metrics.melstft_loss(48000)(p, y)) == float(ref_mel(p, y))
+    assert float(metrics.melstft_loss(48000)(p.float(), y.float())) == float(ref_mel(p.float(), y.float()))
     floor = 1e-5
-    noise = torch.randn(1, 48000, generator=torch.Generator().manual_seed(0)) * floor**0.5
-    for stft in metrics.mrstft_loss(floor).stft_losses:  # ‖|Y|‖² of white noise at the floor ≈ the floor energy
-        mag, _ = stft.stft(noise)
-        floor_energy = stft.spectralconv.floor_bin_power.sum() * mag.numel() / mag.shape[-2]
-        assert float(torch.sum(mag**2) / floor_energy) == pytest.approx(1.0, abs=0.02)
+    # with a floor: auraloss's loss with its spectral convergence floored (FlooredSpectralConvergence),
+    # value and gradient, on a batch with a silent and a quiet example
+    y = torch.cat([y, torch.zeros_like(y[:1]), 1e-4 * torch.randn_like(y[:1])])
+    p = y + 0.01 * torch.randn_like(y)
+    ref = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
+                                                win_lengths=[600, 1200, 240])
+    for stft in ref.stft_losses:
+        metrics._floor_spectral(stft, floor)
+    ref = ref.double()
+    values, grads = [], []
+    for fn in (ref, metrics.mrstft_loss(floor)):
+        pg = p.clone().requires_grad_()
+        loss = fn(pg, y)
+        values.append(loss)
+        grads.append(torch.autograd.grad(loss, pg)[0])
+    torch.testing.assert_close(values[1], values[0], rtol=1e-10, atol=0)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-8, atol=1e-10 * float(grads[0].abs().max()))
+    assert float(values[1].detach()) < float(metrics.mrstft_loss()(p, y))  # the floor lowers the silent example's term
+    # the floor's energy is white noise's at that power in each resolution's spectrogram
+    noise = torch.randn(1, 48000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * floor**0.5
+    fn = metrics.mrstft_loss(floor)
+    for n_fft, hop, win in zip(fn.fft_sizes, fn.hop_sizes, fn.windows()):
+        mag2 = metrics._stft(noise, n_fft, hop, win).abs() ** 2
+        floor_energy = fn.floor_power * float(torch.sum(win.double() ** 2)) * mag2.numel()
+        assert float(torch.sum(mag2) / floor_energy) == pytest.approx(1.0, abs=0.02)
 
 
 def _crops(n=8192, seed=0):
@@ -142,3 +162,36 @@ def test_default_loss_keeps_polarity_safety_on_mixed_batches():
         assert inverted > 4 * weights["esr"] * 0.99
         assert inverted > float(loss(torch.zeros_like(batch), batch)[0])
         assert inverted > 20 * float(loss(0.95 * batch, batch)[0])
+
+
+@pytest.mark.parametrize("n", [4000, 20001])
+def test_mrstft_equals_auralosss_value_and_gradient(n):
+    """The reference's loss (auraloss MultiResolutionSTFTLoss, default resolutions), float64."""
+    import auraloss
+
+    ref = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
+                                                win_lengths=[600, 1200, 240])
+    g = torch.Generator().manual_seed(n)
+    x = 0.3 * torch.randn(3, 1, n, generator=g, dtype=torch.float64)
+    y = torch.tanh(3 * x) + 0.01 * torch.randn(3, 1, n, generator=g, dtype=torch.float64)
+    y[..., 500:1500] = 0  # magnitudes under the 1e-4 floor: no gradient through the clamp
+    x[..., 700:800] = 0
+    values, grads = [], []
+    for fn in (ref, metrics.MRSTFTLoss()):
+        xg = x.clone().requires_grad_()
+        loss = fn(xg, y)
+        values.append(loss)
+        grads.append(torch.autograd.grad(loss, xg)[0])
+    torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-9, atol=1e-12 * float(grads[0].abs().max()))
+    with torch.no_grad():  # evaluation: the value alone
+        torch.testing.assert_close(metrics.MRSTFTLoss()(x, y), values[0].detach(), rtol=1e-12, atol=0)
+
+
+def test_mrstft_gradient_passes_through_pre_emphasis_and_scales():
+    g = torch.Generator().manual_seed(1)
+    x = (0.3 * torch.randn(2, 1, 3000, generator=g, dtype=torch.float64)).requires_grad_()
+    y = torch.tanh(2 * x.detach())
+    fn = metrics.MRSTFTLoss()
+    assert torch.autograd.gradcheck(lambda v: 3.0 * fn(metrics.pre_emphasis(v, 0.9), y), (x,), eps=1e-6, atol=1e-5,
+                                    fast_mode=True)

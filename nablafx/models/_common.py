@@ -39,13 +39,27 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
     return torch.cat(outs, dim=-1), state
 
 
+def run_block(block, recompute: bool, *args):
+    """``block(*args)``; with ``recompute`` while gradients are recorded, through
+    :func:`torch.utils.checkpoint.checkpoint`: only the block's inputs are kept for the backward
+    pass, which runs the block again (less memory for one more forward pass of it)."""
+    if recompute and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
+
+
 class ConditionedStack(StreamingModel):
     """State and offline segmenting shared by the TCN, GCN and S4 families.
 
     Subclasses set ``self.cond`` (a ``Conditioning``), ``self.blocks`` (modules with
     ``init_state``), ``self.out`` (read-out layer; gives device and dtype), ``self.segment``
-    (offline segment length) and implement ``_forward(x, knobs, state) -> (y, state)``.
+    (offline segment length), ``self.grad_segment`` (the same while gradients are recorded;
+    None: the whole signal at once) and implement ``_forward(x, knobs, state) -> (y, state)``.
     """
+
+    grad_segment: int | None = None
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         device = device or self.out.weight.device
@@ -57,4 +71,5 @@ class ConditionedStack(StreamingModel):
         knobs = self.check_knobs(x, knobs)
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
-        return forward_in_segments(self._forward, x, knobs, state, self.segment)
+        segment = self.segment if not torch.is_grad_enabled() else (self.grad_segment or x.shape[-1])
+        return forward_in_segments(self._forward, x, knobs, state, segment)

@@ -57,6 +57,8 @@ class LSTMModel(StreamingModel):
             n_in = 1 + self.n_knobs
         self.lstm = nn.LSTM(n_in, hidden_size, num_layers=num_layers, batch_first=True)
         self.out = nn.Linear(hidden_size, 1)
+        self.segment = 4096  # offline segment lengths on the CPU / elsewhere (see forward)
+        self.gpu_segment = 32768
 
     @property
     def receptive_field(self) -> int | None:
@@ -78,7 +80,7 @@ class LSTMModel(StreamingModel):
             state = self.init_state(x.shape[0], x.device, x.dtype)
         # long signals run in segments carrying the state (exact): on the CPU 4096 samples, 3–6× faster;
         # on a GPU 32768, as cuDNN's LSTM fails on sequences of 65536 steps or more
-        return forward_in_segments(self._forward, x, knobs, state, 4096, gpu_segment=32768)
+        return forward_in_segments(self._forward, x, knobs, state, self.segment, gpu_segment=self.gpu_segment)
 
     def _forward(self, x, knobs, state):
         seq = x.transpose(1, 2)

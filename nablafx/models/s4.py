@@ -9,6 +9,11 @@ to the output sample (optionally tanh).
 The SSMs are infinite-impulse-response filters: the receptive field is unbounded (``None``).
 Offline and streaming share one exact chunked computation (:mod:`nablafx.nn.ssm`): the state
 carried between blocks is each layer's complex SSM state plus the conditioning state.
+
+Training (gradients recorded) runs each layer over the whole signal at once, and with ``recompute``
+(default) keeps only each block's input for the backward pass, running the block again there: a
+block's SSM internals are large (complex128 chunk states), and storing them for every block made a
+batch of 16 × 3 s need tens of GB.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from torch import nn
 
 from nablafx.errors import ConfigError
-from nablafx.models._common import ConditionedStack, check_positive
+from nablafx.models._common import ConditionedStack, check_positive, run_block
 from nablafx.nn.activations import make_activation
 from nablafx.nn.blocks import Pointwise, make_residual
 from nablafx.nn.conditioning import Conditioning, check_cond
@@ -54,7 +59,8 @@ class S4Model(ConditionedStack):
                  channels: int = 16, activation: str = "prelu", cond: str = "none", ssm_init: str = "lin",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, chunk: int = 64, segment: int = 4096,
                  cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx",
-                 output_tanh: bool = False, pre_activation: str = "identity", residual: str = "identity"):
+                 output_tanh: bool = False, pre_activation: str = "identity", residual: str = "identity",
+                 recompute: bool = True):
         super().__init__()
         check_positive(blocks=blocks, state_dim=state_dim, channels=channels, chunk=chunk, segment=segment,
                        cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
@@ -80,6 +86,8 @@ class S4Model(ConditionedStack):
         self.out = Pointwise(channels, 1)
         self.output_tanh = output_tanh
         self.segment = segment
+        self.grad_segment = None  # training: each layer over the whole signal (its matrices built once)
+        self.recompute = recompute
         self._start_without_offsets(channels)
 
     def _start_without_offsets(self, channels: int) -> None:
@@ -112,7 +120,7 @@ class S4Model(ConditionedStack):
         h = self.inp(x)
         new_states = []
         for block, bstate in zip(self.blocks, block_states):
-            h, bstate = block(h, ctx, bstate)
+            h, bstate = run_block(block, self.recompute, h, ctx, bstate)
             new_states.append(bstate)
         y = self.out(h)
         if self.output_tanh:

@@ -11,6 +11,12 @@ conditioning (TFiLM/TVFiLM) the LSTM carries information from the whole past, so
 receptive field is unbounded (``None``) and ``core_receptive_field`` is the convolutional one.
 Streaming carries each conv layer's last ``(kernel_size - 1) * dilation`` input samples plus the
 conditioning state.
+
+Training memory: each convolution keeps its input, not the input joined to its context
+(:class:`nablafx.nn.blocks._CatConv`), and with ``recompute`` (default) a block's modulation,
+activation and residual sum are formed again in the backward pass from the convolution's output
+and the block input instead of being kept (cheap elementwise work; two signal-sized tensors per
+block kept instead of four or more).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field
+from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field, run_block
 from nablafx.nn.activations import make_activation
 from nablafx.nn.blocks import CausalConv1d, Pointwise, make_residual
 from nablafx.nn.conditioning import Conditioning, check_cond
@@ -37,13 +43,16 @@ class TCNBlock(nn.Module):
     def init_state(self, batch_size, device=None, dtype=None):
         return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
 
-    def forward(self, x, ctx, state):
+    def _tail(self, h, x, ctx, mod_state):
+        h, mod_state = self.mod(h, ctx, mod_state)
+        res = x if self.res is None else self.res(x)
+        return self.act(h) + res, mod_state
+
+    def forward(self, x, ctx, state, recompute: bool = False):
         conv_state, mod_state = state
         h, conv_state = self.conv(x, conv_state)
-        h, mod_state = self.mod(h, ctx, mod_state)
-        h = self.act(h)
-        res = x if self.res is None else self.res(x)
-        return h + res, (conv_state, mod_state)
+        y, mod_state = run_block(self._tail, recompute, h, x, ctx, mod_state)
+        return y, (conv_state, mod_state)
 
 
 @register("tcn")
@@ -51,7 +60,7 @@ class TCNModel(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
                  kernel_size: int = 3, dilation_growth: int = 10, activation: str = "tanh", cond: str = "none",
                  cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx",
-                 output_tanh: bool = False, bias: bool = True, residual: str = "identity"):
+                 output_tanh: bool = False, bias: bool = True, residual: str = "identity", recompute: bool = True):
         super().__init__()
         check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
                        cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
@@ -70,7 +79,9 @@ class TCNModel(ConditionedStack):
         )
         self.out = Pointwise(channels, 1, bias=bias)
         self.output_tanh = output_tanh
+        self.recompute = recompute
         self.segment = 16384  # offline segment length (measured best for 45 ms … 2.5 s receptive fields)
+        self.grad_segment = 16384  # also in training: faster and smaller than the whole signal at once
 
     @property
     def core_receptive_field(self) -> int:
@@ -86,7 +97,7 @@ class TCNModel(ConditionedStack):
         h = x
         new_states = []
         for block, bstate in zip(self.blocks, block_states):
-            h, bstate = block(h, ctx, bstate)
+            h, bstate = block(h, ctx, bstate, self.recompute)
             new_states.append(bstate)
         y = self.out(h)
         if self.output_tanh:

@@ -9,6 +9,30 @@ from torch import nn
 from nablafx.errors import ConfigError
 
 
+class _CatConv(torch.autograd.Function):
+    """``conv1d(cat([past, x]))`` keeping ``past`` and ``x`` for the backward pass, not their
+    concatenation (x is usually kept anyway, by the residual path): one signal-sized copy less
+    per layer, the concatenation formed again in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, past, x, weight, bias, dilation: int):
+        y = F.conv1d(torch.cat([past, x], dim=-1), weight, bias, dilation=dilation)
+        ctx.save_for_backward(past, x, weight)
+        ctx.dilation, ctx.has_bias = dilation, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        past, x, weight = ctx.saved_tensors
+        need_in = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        gi, gw, gb = torch.ops.aten.convolution_backward(
+            g, torch.cat([past, x], dim=-1), weight, [weight.shape[0]] if ctx.has_bias else None, [1], [0],
+            [ctx.dilation], False, [0], 1, [need_in, ctx.needs_input_grad[2], ctx.has_bias and ctx.needs_input_grad[3]])
+        k = past.shape[-1]
+        gp, gx = (gi[..., :k], gi[..., k:]) if gi is not None else (None, None)
+        return gp, gx, gw, gb, None
+
+
 class CausalConv1d(nn.Conv1d):
     """Dilated 1-D convolution that sees only the present and the past.
 
@@ -52,6 +76,9 @@ class CausalConv1d(nn.Conv1d):
         if self.ring and not torch.is_grad_enabled() and 8192 <= ctx and 16 * n <= ctx and n <= d:
             return self._ring_forward(x, buf, start)
         past = buf if start == 0 else torch.cat([buf[..., start:], buf[..., :start]], dim=-1)
+        if n > self.direct_max and torch.is_grad_enabled():  # training: see _CatConv
+            y = _CatConv.apply(past, x, self.weight, self.bias, d)
+            return y, (x[..., n - ctx :] if n >= ctx else torch.cat([past[..., n:], x], dim=-1), 0)
         xx = torch.cat([past, x], dim=-1)
         if n <= self.direct_max:
             y = self._taps_matmul([xx[..., j * d : j * d + n] for j in range(self.kernel_size[0])])

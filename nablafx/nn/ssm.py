@@ -19,6 +19,14 @@ output as one offline call (the reference instead builds a kernel as long as the
 
 The discretisation and the chunk matrices are computed in float64 and cached while gradients
 are off (inference), keyed on the parameters' versions so training steps invalidate them.
+
+Training (gradients recorded, a zero starting state, more than one chunk) takes another exact
+route: one FFT convolution of the whole signal with the whole kernel (``y = K * u``, zero-padded
+to a fast FFT length ≥ 2T − 1, :class:`_FFTConv`, whose backward pass is three more FFTs and keeps
+only the input), the kernel being built √T lags at a time as ``K[cM + j] = 2·Re Σ_n
+(C̃_n dA_n^(cM)) dA_n^j`` (one complex matmul, in the model's precision).  The chunk scan's
+complex128 states cost ~4× more there.  The state returned on that route carries no gradient
+(truncated back-propagation detaches it anyway).
 """
 
 from __future__ import annotations
@@ -31,6 +39,52 @@ from torch import nn
 from nablafx.errors import ConfigError
 
 SSM_INITS = ("lin", "inv")
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ n (lengths the FFT libraries handle fastest)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+class _FFTConv(torch.autograd.Function):
+    """``y[b, h, t] = Σ_(j≤t) u[b, h, j] K[h, t − j]`` for t < T by FFTs of length ``nfft`` ≥ 2T − 1.
+
+    Backward: ``∂u = corr(g, K)``, ``∂K = Σ_b corr(g, u)``; u is kept (half the size of its
+    spectrum) and transformed again there.
+    """
+
+    @staticmethod
+    def forward(ctx, u, K, nfft: int):
+        n = u.shape[-1]
+        Uf = torch.fft.rfft(u, n=nfft)
+        Kf = torch.fft.rfft(K, n=nfft)
+        y = torch.fft.irfft(Uf * Kf, n=nfft)[..., :n].contiguous()
+        ctx.save_for_backward(u, Kf)
+        ctx.n, ctx.nfft = n, nfft
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        u, Kf = ctx.saved_tensors
+        n, nfft = ctx.n, ctx.nfft
+        Gf = torch.fft.rfft(g, n=nfft)
+        du = dK = None
+        if ctx.needs_input_grad[0]:
+            du = torch.fft.irfft(Gf * Kf.conj(), n=nfft)[..., :n]
+        if ctx.needs_input_grad[1]:
+            dK = torch.fft.irfft((Gf * torch.fft.rfft(u, n=nfft).conj()).sum(0), n=nfft)[..., :n]
+        return du, dK, None
 
 
 class S4D(nn.Module):
@@ -49,6 +103,7 @@ class S4D(nn.Module):
         self.modes = n2 = state_dim // 2
         self.chunk = chunk
         self.fft_above = fft_above
+        self.fft_train = True  # the FFT route while training (False: the chunk scan, for comparisons)
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
         self.log_A_real = nn.Parameter(torch.full((channels, n2), math.log(0.5)))
@@ -148,25 +203,80 @@ class S4D(nn.Module):
             s_prev = s[:, :, None]
             s = torch.addcmul(z[:, :, 0], pows[:, 1], s)
         else:
-            prev = []
-            for g0 in range(0, nc, G):
-                zg = z[:, :, g0 : g0 + G]
-                n = zg.shape[2]
-                acc = torch.cumsum(zg * inv_pows[:, :n], dim=2)
-                # states before chunks g0 … g0+n-1: s, then after chunks g0 … g0+n-2
-                after = torch.addcmul(acc * pows[:, :n], pows[:, 1 : n + 1], s[:, :, None])
-                prev.append(torch.cat([s[:, :, None], after[:, :, :-1]], dim=2))
-                s = after[:, :, -1]
-            s_prev = torch.cat(prev, dim=2) if len(prev) > 1 else prev[0]  # (B, H, nc, N/2)
+            s_prev, s = self._scan(z, s, G, inv_pows, pows)
         s_prev = torch.view_as_real(s_prev).reshape(bsz, H, nc, 2 * self.modes).to(u.dtype)
         if m_out is None:  # Toeplitz and state response fused
             return torch.matmul(torch.cat([u, s_prev], dim=-1), conv), s
         spec = torch.fft.rfft(u, n=2 * L) * conv[:, None]
         return torch.fft.irfft(spec, n=2 * L)[..., :L] + torch.matmul(s_prev, m_out), s
 
+    @staticmethod
+    def _scan(z, s, G, inv_pows, pows):
+        """States before each chunk and after the last: ``s_prev`` (B, H, nc, N/2), ``s`` (B, H, N/2),
+        for chunk inputs z (B, H, nc, N/2) and the state s before the first chunk.
+
+        The chunks are taken in groups of G (padded with empty chunks to ng·G ≥ nc + 1).  Within a
+        group, for every group at once, ``s_prev[i] = a^i Σ_(m≤i) a^(-m) v_m + a^i c`` with
+        ``v_m = z_(m-1)`` (``v_0 = 0``) and c the state before the group; the ng group states follow
+        from one short loop ``c ← a^G c + a^G Σ_m a^(-m) v_m + z_(G-1)``.  Large tensors are sliced
+        twice only (their gradients are zero-filled copies of the whole).
+        """
+        bsz, H, nc, n2 = z.shape
+        ng = nc // G + 1
+        z = torch.cat([z, z.new_zeros(bsz, H, ng * G - nc, n2)], dim=2).view(bsz, H, ng, G, n2)
+        v = torch.cat([z.new_zeros(bsz, H, ng, 1, n2), z[:, :, :, : G - 1]], dim=3)
+        w = v * inv_pows[:, None]  # (B, H, ng, G, N/2): a^-m v_m
+        before = torch.cumsum(w, dim=3) * pows[:, None, :G]  # Σ_(j<i) a^(i-1-j) z_j
+        a_G = pows[:, G]
+        group = torch.addcmul(z[:, :, :, G - 1], w.sum(3), a_G[:, None])  # (B, H, ng, N/2): a group's own end state
+        c_in = []
+        for g in range(ng):
+            c_in.append(s)
+            s = torch.addcmul(group[:, :, g], a_G, s)
+        c_in = torch.stack(c_in, dim=2)  # (B, H, ng, N/2): state before each group
+        s_all = torch.addcmul(before, pows[:, None, :G], c_in[:, :, :, None]).reshape(bsz, H, ng * G, n2)
+        return s_all[:, :, :nc], s_all[:, :, nc]
+
+    def _kernel(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """The SSM kernel K (H, n), D included at lag 0, in ``dtype``'s precision: rows of
+        M ≈ √n lags, ``K[cM + j] = 2·Re Σ_n (C̃_n dA_n^(cM)) dA_n^j``, one complex matmul."""
+        dtA, Ct = self._discrete()
+        M = max(1, math.isqrt(n - 1) + 1)
+        nc = -(-n // M)
+        rdtype = torch.float32 if dtype != torch.float64 else torch.float64
+        c = torch.arange(nc, device=dtA.device, dtype=torch.float64)[None, :, None] * M
+        left = 2 * Ct[:, None, :] * torch.exp(dtA[:, None, :] * c)  # (H, nc, N/2): 2 C̃ dA^(cM)
+        j = torch.arange(M, device=dtA.device, dtype=torch.float64)
+        right = torch.exp(dtA[..., None] * j)  # (H, N/2, M): dA^j
+        # Re(l·r) = Re l·Re r − Im l·Im r: one real matmul
+        left = torch.cat([left.real, -left.imag], dim=2).to(rdtype)  # (H, nc, N)
+        right = torch.cat([right.real, right.imag], dim=1).to(rdtype)  # (H, N, M)
+        K = torch.matmul(left, right).reshape(self.channels, nc * M)[:, :n]
+        return torch.cat([K[:, :1] + self.D.to(K.dtype)[:, None], K[:, 1:]], dim=1)
+
+    @torch.no_grad()
+    def _end_state(self, u: torch.Tensor, M: int = 512) -> torch.Tensor:
+        """``Σ_t dA^(T-1-t) u[t]`` (B, H, N/2) complex128: the state after u from a zero state,
+        gathered M samples at a time (one real matmul), then across the pieces."""
+        bsz, H, n = u.shape
+        M = min(M, n)
+        nc = -(-n // M)
+        u = torch.nn.functional.pad(u, (nc * M - n, 0)).reshape(bsz, H, nc, M)  # leading zeros: no effect
+        dtA, _ = self._discrete()
+        cdtype = torch.complex64 if u.dtype != torch.float64 else torch.complex128
+        j = torch.arange(M - 1, -1, -1, device=u.device, dtype=torch.float64)
+        w_in = torch.view_as_real(torch.exp(dtA[:, None, :] * j[None, :, None]).to(cdtype))  # (H, M, N/2, 2)
+        z = torch.matmul(u, w_in.reshape(H, M, 2 * self.modes)).reshape(bsz, H, nc, self.modes, 2)
+        k = torch.arange(nc - 1, -1, -1, device=u.device, dtype=torch.float64)[None, :, None] * M
+        s = torch.einsum("bhkn,hkn->bhn", torch.view_as_complex(z.contiguous()), torch.exp(dtA[:, None, :] * k).to(cdtype))
+        return s.to(torch.complex128)
+
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
         """u: (B, H, T) → (y (B, H, T), state (B, H, N/2) complex)."""
         bsz, H, n = u.shape
+        if self.fft_train and torch.is_grad_enabled() and n > self.chunk and (state is None or not bool(state.any())):
+            y = _FFTConv.apply(u, self._kernel(n, u.dtype), fast_fft_length(2 * n - 1))
+            return y, self._end_state(u)
         s = self.init_state(bsz, u.device, u.dtype) if state is None else state
         L = min(self.chunk, n) if n else 1
         nc, rest = divmod(n, L)

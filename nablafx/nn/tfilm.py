@@ -69,10 +69,22 @@ class BlockModulation(nn.Module):
         return torch.baddbmm(bias[:, :, None], w[:, : self.hidden].expand(hs.shape[0], -1, -1), hs.transpose(1, 2))
 
     def forward(self, h: torch.Tensor, hs: torch.Tensor, knobs: torch.Tensor | None, pos: int, block_size: int):
-        ss = expand_blocks(self.scale_shift(hs, knobs), pos, h.shape[-1], block_size)  # (B, 2C, T or 1)
-        if self.n_knobs and knobs is not None and knobs.dim() == 3:  # per-sample knobs: their term per sample
-            ss = ss + torch.matmul(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
-        return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
+        ss = self.scale_shift(hs, knobs)  # (B, 2C, S)
+        bsz, _, nseg = ss.shape
+        n = h.shape[-1]
+        per_sample = bool(self.n_knobs) and knobs is not None and knobs.dim() == 3
+        if nseg == 1 or per_sample or not torch.is_grad_enabled():
+            ss = expand_blocks(ss, pos, n, block_size)  # (B, 2C, T or 1)
+            if per_sample:  # per-sample knobs: their term per sample
+                ss = ss + torch.matmul(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
+            return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
+        # training: h laid out as (B, C, S, block) on the block grid and the per-block values broadcast,
+        # instead of expanding them to every sample (two signal-sized tensors kept per layer)
+        tail = nseg * block_size - pos - n
+        hp = torch.nn.functional.pad(h, (pos, tail)) if pos or tail else h
+        y = torch.addcmul(ss[:, self.channels :, :, None], hp.reshape(bsz, self.channels, nseg, block_size),
+                          ss[:, : self.channels, :, None]).reshape(bsz, self.channels, nseg * block_size)
+        return y[..., pos : pos + n] if pos or tail else y
 
 
 class TFiLM(nn.Module):

@@ -76,3 +76,23 @@ def test_residual_kinds():
     with pytest.raises(ValueError):
         ChannelGain(3, 4)
 
+
+
+def test_training_convolution_keeps_its_parts_and_has_exact_gradients():
+    from nablafx.nn.blocks import _CatConv
+
+    g = torch.Generator().manual_seed(0)
+    past = torch.randn(2, 3, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    x = torch.randn(2, 3, 30, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(4, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, x, w, b: _CatConv.apply(p, x, w, b, 4), (past, x, w, b))
+    assert torch.autograd.gradcheck(lambda p, x, w: _CatConv.apply(p, x, w, None, 4), (past, x, w))
+    conv = CausalConv1d(3, 4, 3, dilation=4).double()
+    conv.direct_max = 0  # the training route at any length
+    state = (torch.randn(2, 3, 8, dtype=torch.float64, generator=g), 0)
+    y, (buf, _) = conv(x, state)
+    with torch.no_grad():
+        y_ref, (buf_ref, _) = conv(x, state)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(buf, buf_ref, rtol=0, atol=0)

@@ -1,0 +1,111 @@
+"""benchmarks/bench_training.py: the side-by-side harness (lock-step children, memory and time
+stops, the table) on stand-in children, and one end-to-end run against the reference checkout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks import bench_training as bt  # noqa: E402
+
+REFERENCE = Path("/work/.mirror/mcomunita+nablafx/repo")
+
+# A stand-in child speaking the protocol: "ready" line, one line per "step", peak at "done".
+FAKE = """
+import json, sys
+name, times, log = sys.argv[1], [float(t) for t in sys.argv[2].split(",")], sys.argv[3]
+print(json.dumps({"params": 7}), flush=True)
+k = 0
+for line in sys.stdin:
+    if line.strip() != "step":
+        break
+    open(log, "a").write(name)
+    print(json.dumps({"t": times[k % len(times)], "loss": 0.5}), flush=True)
+    k += 1
+print(json.dumps({"peak_rss_mb": 12.5}), flush=True)
+"""
+
+
+def fake(tmp_path, name, times, log="order.txt", body=FAKE):
+    script = tmp_path / f"{name}.py"
+    script.write_text(body)
+    return [sys.executable, str(script), name, ",".join(map(str, times)), str(tmp_path / log)]
+
+
+def test_pair_alternates_steps_and_takes_the_median(tmp_path):
+    cmds = {"reference": fake(tmp_path, "R", [9.0, 3.0, 4.0, 5.0]), "nablafx": fake(tmp_path, "N", [9.0, 1.0, 1.5, 2.0])}
+    res = bt.run_pair(cmds, warmup=1, steps=3, first=0, mem_limit_mb=4096, timeout=60, threads=1)
+    ref, our = res["reference"], res["nablafx"]
+    assert ref["times"] == [3.0, 4.0, 5.0] and ref["s_per_step"] == 4.0  # the warm-up step is not timed
+    assert our["s_per_step"] == 1.5 and our["params"] == 7 and our["peak_rss_mb"] == 12.5
+    assert len(ref["load_avg"]) == 3
+    assert (tmp_path / "order.txt").read_text() == "RNNRRNNR"  # ABBA…: each side first every other step
+    res = bt.run_pair(cmds, warmup=0, steps=2, first=1, mem_limit_mb=4096, timeout=60, threads=1)
+    assert (tmp_path / "order.txt").read_text().endswith("NRRN")
+
+
+def test_a_child_over_the_memory_limit_is_stopped(tmp_path):
+    hog = "import time\nx = bytearray(400 * 2**20)\nx[::4096] = b'1' * len(x[::4096])\ntime.sleep(60)\n"
+    kid = bt.Child(fake(tmp_path, "H", [1.0], body=hog), mem_limit_mb=150, timeout=60, threads=1)
+    assert kid.ready is None and kid.error == "stopped: resident memory above 0.146 GB"
+    assert kid.seen_mb > 150 and kid.proc.returncode is not None
+
+
+def test_a_silent_child_times_out_and_a_crash_reports_its_last_line(tmp_path):
+    kid = bt.Child(fake(tmp_path, "S", [1.0], body="import time\ntime.sleep(60)\n"), 4096, timeout=1, threads=1)
+    assert kid.error == "stopped: no reply within 1 s" and kid.ask("step") is None
+    crash = "import sys\nprint('noise', file=sys.stderr)\nraise MemoryError('out of memory in step')\n"
+    kid = bt.Child(fake(tmp_path, "C", [1.0], body=crash), 4096, timeout=60, threads=1)
+    assert kid.error == "MemoryError: out of memory in step"
+
+
+def test_one_side_failing_leaves_the_other_measured(tmp_path):
+    crash = "raise SystemExit('reference cannot build')\n"
+    cmds = {"reference": fake(tmp_path, "R", [1.0], body=crash), "nablafx": fake(tmp_path, "N", [2.0, 1.0])}
+    res = bt.run_pair(cmds, warmup=1, steps=2, first=0, mem_limit_mb=4096, timeout=60, threads=1)
+    assert res["reference"]["error"] == "reference cannot build" and "s_per_step" not in res["reference"]
+    assert res["nablafx"]["times"] == [1.0, 2.0]
+
+
+def _side(s, peak=1024.0, params=100):
+    return {"times": [s], "load_avg": [2.0], "params": params, "s_per_step": s, "peak_rss_mb": peak}
+
+
+def test_table_shows_both_columns_the_ratio_and_differing_params():
+    meta = {"device": "cpu", "batch": 16, "seconds": 3.0, "threads": 2, "steps": 3, "warmup": 1,
+            "reference_commit": "0123456789abcdef"}
+    rows = [{"config": "tcn/a.yaml", "variant": "paper-a", "context": 10, "reference": _side(3.0),
+             "nablafx": _side(1.0, 2048.0), "speedup": 3.0},
+            {"config": "s4/b.yaml", "variant": "paper-b", "context": 2048,
+             "reference": {"error": "stopped: resident memory above 12 GB", "peak_rss_mb": 12400.0},
+             "nablafx": _side(2.0, params=99), "speedup": None}]
+    md = bt.markdown(meta, rows)
+    assert "| `tcn/a.yaml` | `paper-a` | 100 / 100 | 10 | 3.000 | 1.000 | 3.00× | 1.00 | 2.00 | 2.0 / 2.0 |" in md
+    assert "| error: stopped: resident memory above 12 GB | 2.000 | — | 12.11 |" in md
+    assert "— / 99 |" in md
+
+
+@pytest.mark.parametrize("config", sorted(bt.CONFIGS))
+def test_every_benchmarked_config_has_its_variant(config):
+    model, spec, variant = bt.build_nablafx(config, 1 if "-param" in config else 0)
+    assert variant == "paper-" + Path(config).stem.split("_")[2] and spec["family"] in config.split("/")[0]
+    assert bt.context_of(model) >= 2046
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs the reference's git mirror (mcomunita/nablafx)")
+def test_quick_run_against_the_reference(tmp_path):
+    out = tmp_path / "training"
+    assert bt.main(["--reference", str(REFERENCE), "--quick", "--configs", "tcn/model_bb_tcn-45-s-16.yaml",
+                    "--steps", "1", "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    (row,) = data["rows"]
+    assert row["reference"]["params"] == row["nablafx"]["params"] == 7457
+    assert row["speedup"] > 0 and row["reference"]["peak_rss_mb"] > 100 and row["nablafx"]["peak_rss_mb"] > 100
+    assert len(data["meta"]["reference_commit"]) == 40 and data["provenance"]["machine"]["load_avg"]
+    assert out.with_suffix(".md").read_text().count("| `tcn/model_bb_tcn-45-s-16.yaml` |") == 1
