@@ -104,7 +104,7 @@ def test_blocked_exports_are_refused_for_the_listed_reason():
     """Every variant the list blocks at --block 64 is refused with that reason, and the reason is real:
     its state does change form from call to call at that block size."""
     clocked = _clocked()
-    assert {VARIANTS[n].get("cond") for n in clocked if "cond" in VARIANTS[n]} == {"tfilm", "tinytfilm", "tvfilm"}
+    assert {VARIANTS[n].get("cond") for n in clocked if "cond" in VARIANTS[n]} == {"tfilm", "tinytfilm", "tvfilm", "tvconcat"}
     assert "gb-comp-dyn-cond" in clocked
     for name in clocked:
         model = make(name)
