@@ -110,4 +110,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m nablafx.cli` runs this file as __main__: call the imported module's main, so that the
+    # UsageError that subcommands raise (from nablafx.cli) is the class caught here
+    from nablafx.cli import main as _main
+
+    sys.exit(_main())
