@@ -86,7 +86,8 @@ def test_exported_model_streams_like_pytorch(name, fmt, tmp_path):
 
 
 @pytest.mark.parametrize("name, block", [("tcn-45-tvf", 128), ("s4-film-b4-s32-c16", 64), ("gb-amp-cond", 64),
-                                         ("lstm-16", 32), ("gcn-2500-film", 256)])
+                                         ("lstm-16", 32), ("gcn-2500-film", 256),
+                                         ("gb-comp-dyn-cond", 128)])  # one frame per block: no empty run
 def test_small_blocks_export_too(name, block, tmp_path):
     model = make(name)
     data, desc = export_bytes(model, block, "onnx")

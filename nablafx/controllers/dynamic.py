@@ -68,8 +68,10 @@ class DynamicController(Controller):
         first = torch.maximum(peak, ax[:, :n_first].amax(dim=-1))
         rest = ax[:, n_first:]
         n_full, rem = divmod(n - n_first, hop)
-        full = rest[:, : n_full * hop].reshape(batch, n_full, hop).amax(dim=-1)
-        peaks = torch.cat([first[:, None], full], dim=1)  # (B, K) completed frames
+        peaks = first[:, None]  # (B, K) completed frames
+        if n_full:  # (no reshape of an empty run: ONNX's shape inference divides by its zero length)
+            full = rest[:, : n_full * hop].reshape(batch, n_full, hop).amax(dim=-1)
+            peaks = torch.cat([peaks, full], dim=1)
         frame_knobs = None
         if self.n_knobs:  # each completed frame sees the knobs at its last sample
             frame_knobs = knobs_at(knobs, [n_first - 1 + j * hop for j in range(1 + n_full)])
