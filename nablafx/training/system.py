@@ -41,6 +41,15 @@ def segment_bounds(length: int, context: int, tbptt: int) -> list[int]:
     return [*bounds, length]
 
 
+def cosine_factor(step: int, warmup_steps: int, max_steps: int) -> float:
+    """The ``cosine`` schedule's LR multiplier at ``step``: linear warm-up over ``warmup_steps``,
+    then cosine decay to 10 % at ``max_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    t = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
+
 MONITOR = "val/esr"  # the validation metric that picks the best checkpoint (lower is better)
 
 
@@ -140,13 +149,7 @@ class EffectSystem(L.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": PLATEAU_MONITOR,
                                                        "interval": "epoch"}}
 
-        def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
-            if step < self.warmup_steps:
-                return (step + 1) / self.warmup_steps
-            t = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, self.warmup_steps, self.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
