@@ -13,6 +13,30 @@ from nablafx.config import load_params
 
 SR = 48000
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+TESTS = Path(__file__).resolve().parent
+
+# Tests of small tensors (per-op overhead dominates; on a shared 2-core machine a second intra-op
+# thread only adds contention) run with one torch thread: these folders and files.
+ONE_THREAD = ("controllers", "dsp", "models", "nn", "processors", "test_export.py", "test_streaming_engine.py",
+              "training/test_quiet_material.py")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test, the previous count restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        rel = Path(item.fspath).resolve().relative_to(TESTS).as_posix()
+        if any(rel == p or rel.startswith(p + "/") for p in ONE_THREAD):
+            item.fixturenames.insert(0, "one_thread")
 
 
 def params_with(**sections) -> dict:
@@ -48,6 +72,17 @@ def make_tiny_dataset(root, seconds=(4.0, 2.0), settings=("D000_T050", "D050_T00
             if lag:
                 wet = np.concatenate([np.zeros(lag), wet[:-lag]])
             _write(root / device / split / code / f"{code}.{split}-a.target.wav", wet)
+    return root
+
+
+def tiny_prepared(base: Path, seconds=(3.0, 1.0), val_seconds: float = 1.0) -> Path:
+    """The tiny dataset under ``base/data`` and its prepared index at ``base/index.json`` (what the
+    training tests start from); returns the data root."""
+    from nablafx.data.prepare import prepare_device
+    from nablafx.utils import write_json
+
+    root = make_tiny_dataset(base / "data", seconds=seconds)
+    write_json(base / "index.json", prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, val_seconds, 0.25, 4))
     return root
 
 

@@ -38,14 +38,6 @@ def make(name: str):
     return build_model(VARIANTS[name], n_knobs=3, sample_rate=SR).eval()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_both(model, path, desc, block: int, seconds: float = 1.0):
     """The exported file and the PyTorch model, block by block over ``seconds`` (+ a block), with
     the knobs changed at the block nearest the middle."""

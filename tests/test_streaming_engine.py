@@ -39,14 +39,6 @@ def rel_err(a, b) -> float:
     return float((a - b).abs().max() / b.pow(2).mean().sqrt().clamp_min(1e-12))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_every_family_has_conditioned_variants():
     assert {VARIANTS[n]["family"] for n in CONDITIONED} == {"lstm", "tcn", "gcn", "s4", "graybox"}
 

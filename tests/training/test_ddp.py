@@ -7,19 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nablafx.data.prepare import prepare_device
 from nablafx.export import load_model
-from nablafx.utils import write_json
 
-from ..conftest import SR, make_tiny_dataset, params_with
+from ..conftest import params_with, tiny_prepared
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
-    root = make_tiny_dataset(tmp_path / "data", seconds=(3.0, 1.0))
-    write_json(tmp_path / "index.json", prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4))
+    root = tiny_prepared(tmp_path)
     params = params_with(
         model="tcn-tiny",
         data={"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},

@@ -16,11 +16,9 @@ import torch
 import yaml
 
 from nablafx import fileio
-from nablafx.data.prepare import prepare_device
 from nablafx.training.checkpoints import partial_dir
-from nablafx.utils import write_json
 
-from ..conftest import SR, make_tiny_dataset, params_with
+from ..conftest import params_with, tiny_prepared
 
 REPO = Path(__file__).resolve().parents[2]
 PAUSE_S = 0.3  # every checkpoint write pauses half-way this long: kills can land inside them
@@ -105,8 +103,7 @@ def _files(folder: Path) -> dict:
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path, forker, name):
     spec, extra = VARIANTS[name]
-    root = make_tiny_dataset(tmp_path / "data", seconds=(3.0, 1.0))
-    write_json(tmp_path / "index.json", prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4))
+    root = tiny_prepared(tmp_path)
     params = params_with(model="m", aliases={}, variants={"m": spec},
                          data={"root": str(root), "device": "Fake-Drive", "val_seconds": 1.0, "guard_seconds": 0.25},
                          train={"max_steps": 20, "batch_size": 2, "chunk_seconds": 0.05, "val_every_n_steps": 2,

@@ -8,12 +8,10 @@ import torch
 import yaml
 
 from nablafx import fileio
-from nablafx.data.prepare import prepare_device
 from nablafx.training import system as system_mod
 from nablafx.training.train import EFFECTIVE_PARAMS, run_training
-from nablafx.utils import write_json
 
-from ..conftest import REPO_PARAMS, SR, make_tiny_dataset, params_with
+from ..conftest import REPO_PARAMS, SR, params_with, tiny_prepared
 
 PAPER = yaml.safe_load(REPO_PARAMS.read_text())["recipes"]["paper"]
 VARIANT = "paper-tcn-f-45-s-16"  # FiLM on the knobs: the tiny dataset has three knob settings
@@ -23,9 +21,7 @@ VARIANT = "paper-tcn-f-45-s-16"  # FiLM on the knobs: the tiny dataset has three
 def prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("paper-recipe")
     # a 3 s validation passage per setting (the recipe's chunk), 3.75 s of training audio before it
-    root = make_tiny_dataset(base / "data", seconds=(7.0, 1.0))
-    index = prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 3.0, 0.25, 4)
-    write_json(base / "index.json", index)
+    tiny_prepared(base, seconds=(7.0, 1.0), val_seconds=3.0)
     return base
 
 

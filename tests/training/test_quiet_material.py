@@ -19,16 +19,6 @@ from ..conftest import SR, make_quiet_dataset, params_with
 FAMILIES = ("lstm", "tcn", "gcn", pytest.param("s4", marks=pytest.mark.slow), pytest.param("gb", marks=pytest.mark.slow))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the runs are tiny, and on a shared 2-core machine a second thread
-    spinning for its share made them 3× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def quiet(tmp_path_factory):
     base = tmp_path_factory.mktemp("quiet")

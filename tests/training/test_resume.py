@@ -5,15 +5,13 @@ import pytest
 import torch
 
 from nablafx import fileio
-from nablafx.data.prepare import prepare_device
 from nablafx.export import load_model
 from nablafx.registry import ConfigError
 from nablafx.training import system as system_mod
 from nablafx.training.checkpoints import ResumeError
 from nablafx.training.train import run_training
-from nablafx.utils import write_json
 
-from ..conftest import SR, make_tiny_dataset, params_with
+from ..conftest import params_with, tiny_prepared
 
 
 def _params(root, **train):
@@ -32,9 +30,7 @@ def _params(root, **train):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
-    root = make_tiny_dataset(base / "data", seconds=(3.0, 1.0))
-    index = prepare_device(root, "Fake-Drive", "DRY-with-markers", SR, 1.0, 0.25, 4)
-    write_json(base / "index.json", index)
+    tiny_prepared(base)
     return base
 
 
