@@ -44,6 +44,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks._reference import import_reference, instantiate, reference_tree  # noqa: E402
 
 # Reference config (under cfg/model/) → settings laid over the params.yaml variant ``paper-<model>``.
 # model_bb_lstm-32 (full back-propagation) has the residual path its TBPTT sibling (the variant's
@@ -99,34 +102,18 @@ def serve(step, model, device: str) -> None:
     print(json.dumps(out), file=PROTOCOL, flush=True)
 
 
-def _instantiate(obj):
-    """A jsonargparse ``{class_path, init_args}`` mapping as the reference's CLI builds it."""
-    import importlib
-
-    if isinstance(obj, dict) and "class_path" in obj:
-        module, name = obj["class_path"].rsplit(".", 1)
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _instantiate(v) for k, v in (obj.get("init_args") or {}).items()})
-    return obj
-
-
 def child_reference(reference: Path, config: str, a) -> dict:
     import yaml
 
-    sys.path.insert(0, str(reference))
-    import nablafx  # the reference's package, not this repository's
-
-    where = Path(nablafx.__file__).resolve()
-    if reference.resolve() not in where.parents:
-        raise SystemExit(f"imported nablafx from {where}, not from the reference at {reference}")
+    import_reference(reference)
     import torch
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = yaml.safe_load((reference / "cfg" / "model" / config).read_text())["model"]["init_args"]
     proc = cfg["model"]["init_args"]["processor"]
-    model = _instantiate(proc).to(a.device)
-    loss_fn = _instantiate(cfg["loss"]).to(a.device)
+    model = instantiate(proc).to(a.device)
+    loss_fn = instantiate(cfg["loss"]).to(a.device)
     num_controls = int(proc["init_args"].get("num_controls", 0))
     # the reference's BaseSystem.configure_optimizers
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
@@ -369,7 +356,6 @@ def main(argv=None) -> int:
     from nablafx.provenance import record, write_results
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks.reference_params import reference_tree
 
     used = {k: v for k, v in vars(a).items() if k not in ("out", "child", "config", "context", "num_controls", "n")}
     used["reference"] = str(a.reference)

@@ -55,6 +55,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks._reference import import_reference, instantiate, reference_tree  # noqa: E402
+
 SAMPLE_RATE = 48000
 CLIP_VALUE = 10.0  # the reference's trainer: gradient_clip_val 10, gradient_clip_algorithm value
 DEVICES = ["Guitarix-TS9", "Guitarix-DS1", "Guitarix-FuzzFace", "Guitarix-Compressor"]
@@ -73,17 +77,6 @@ QUICK = {"families": ["tcn", "lstm"], "devices": ["Guitarix-TS9"], "steps": 4, "
 
 
 # ----------------------------------------------------------------------------- children
-def _instantiate(obj):
-    """A jsonargparse ``{class_path, init_args}`` mapping, built as the reference's CLI builds it."""
-    import importlib
-
-    if isinstance(obj, dict) and "class_path" in obj:
-        module, name = obj["class_path"].rsplit(".", 1)
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _instantiate(v) for k, v in (obj.get("init_args") or {}).items()})
-    return obj
-
-
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -108,12 +101,7 @@ def _finish(a, params: int, losses: list, train_s: float, predict) -> None:
 def child_reference(a) -> None:
     import yaml
 
-    sys.path.insert(0, str(a.reference))
-    import nablafx  # the reference's package, not this repository's
-
-    where = Path(nablafx.__file__).resolve()
-    if a.reference.resolve() not in where.parents:
-        raise SystemExit(f"imported nablafx from {where}, not from the reference at {a.reference}")
+    import_reference(a.reference)
     import torch
 
     torch.set_num_threads(a.threads)
@@ -123,8 +111,8 @@ def child_reference(a) -> None:
     proc = cfg["model"]["init_args"]["processor"]
     proc["init_args"].update(ref_over, num_controls=a.n_knobs)
     torch.manual_seed(a.seed)
-    model = _instantiate(proc)
-    loss_fn = _instantiate(cfg["loss"])
+    model = instantiate(proc)
+    loss_fn = instantiate(cfg["loss"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     tbptt = int(cfg.get("step_num_samples", 0)) if doc["class_path"].endswith("WithTBPTT") and a.setting == "B" else 0
     crops = torch.load(a.crops, weights_only=True)
@@ -480,7 +468,6 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from benchmarks.bench_training import context_of
-    from benchmarks.reference_params import reference_tree
 
     used = {k: v for k, v in vars(a).items() if k not in ("out", "child", "family", "setting", "crops", "test", "pred",
                                                           "context", "n_knobs")}

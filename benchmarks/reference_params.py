@@ -49,6 +49,10 @@ TREES = ("tcn", "tcn-param", "gcn", "s4", "s4-param", "lstm", "lstm-param")
 SYSTEMS = ("bb", "bb-param", "bb-tbptt", "bb-tbptt-param")
 SAMPLE_RATE = 48000  # the papers' data (ToneTwist AFx) is 48 kHz
 GRID = 128  # the conditioning block of every config (cond_block_size)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks._reference import import_class, import_reference, reference_tree  # noqa: E402
 
 
 def split_name(stem: str) -> tuple[str, str]:
@@ -65,13 +69,6 @@ def variant_name(stem: str) -> str:
 
 
 # ----------------------------------------------------------------------------- child process
-def _import(class_path: str):
-    import importlib
-
-    module, name = class_path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
-
-
 def _reset(model) -> None:
     if hasattr(model, "reset_states"):
         model.reset_states()
@@ -172,12 +169,7 @@ def child(reference: Path, pattern: str) -> None:
     """Runs with the reference first on sys.path; prints one JSON list on stdout."""
     import yaml
 
-    sys.path.insert(0, str(reference))
-    import nablafx  # the reference's package, not this repository's
-
-    where = Path(nablafx.__file__).resolve()
-    if reference.resolve() not in where.parents:
-        raise SystemExit(f"imported nablafx from {where}, not from the reference at {reference}")
+    import_reference(reference)
     import torch
 
     torch.set_num_threads(1)
@@ -193,7 +185,7 @@ def child(reference: Path, pattern: str) -> None:
                    "num_controls": int(args.get("num_controls", 0)), "init_args": args,
                    "training": _training(cfg), "error": None, "retry": None}
             try:
-                cls = _import(proc["class_path"])
+                cls = import_class(proc["class_path"])
             except Exception as err:  # a missing dependency: record it, go on with the others
                 row["error"] = _error(err)
                 rows.append(row)
@@ -210,27 +202,6 @@ def child(reference: Path, pattern: str) -> None:
 
 
 # ----------------------------------------------------------------------------- parent process
-def reference_tree(path: Path, tmp: Path) -> tuple[Path, str, str]:
-    """``(checkout, commit, commit date)``; a bare git directory is exported (git archive HEAD)."""
-
-    def git(*args, **kw):
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, **kw).stdout.strip()
-
-    if (path / "cfg" / "model").is_dir():  # a checkout
-        try:
-            commit = git("-C", str(path), "rev-parse", "HEAD")
-        except subprocess.CalledProcessError:
-            raise SystemExit(f"error: {path}: not a git checkout, so its commit cannot be recorded; "
-                             "pass a clone or the bare git directory") from None
-        date = git("-C", str(path), "log", "-1", "--format=%cI")
-        return path, commit, date
-    commit = git(f"--git-dir={path}", "rev-parse", "HEAD")
-    date = git(f"--git-dir={path}", "log", "-1", "--format=%cI")
-    archive = subprocess.run(["git", f"--git-dir={path}", "archive", "HEAD"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-    return tmp, commit, date
-
-
 def _cell(v) -> str:
     return "—" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
 
