@@ -1,0 +1,65 @@
+"""benchmarks/realtime.py end to end on small variants: every path measured, the results written
+after every variant (a stopped run keeps what it measured, marked partial), and the README table
+refused from partial results."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks import realtime as rt  # noqa: E402
+
+FAST = ["--quick", "--seconds", "0.02", "--max-seconds", "0.1", "--concurrency", "1", "--concurrency-seconds", "0.1"]
+
+
+def test_a_stopped_run_keeps_the_variants_it_measured(tmp_path, monkeypatch):
+    real_stream, calls, me = rt.stream, [], os.getpid()
+
+    def stream_then_stop(runner, block, seconds, max_seconds):
+        if os.getpid() != me:  # the memory probe's forked child
+            return real_stream(runner, block, seconds, max_seconds)
+        calls.append(block)
+        if len(calls) > 9:  # the second variant's first measurement: 3 paths × 3 blocks before it
+            raise KeyboardInterrupt
+        return real_stream(runner, block, seconds, max_seconds)
+
+    monkeypatch.setattr(rt, "stream", stream_then_stop)
+    out = tmp_path / "rt"
+    with pytest.raises(KeyboardInterrupt):
+        rt.main(["tcn-45-film", "gb-dist-cond", *FAST, "--out", str(out)])
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert not data["complete"] and [v["variant"] for v in data["variants"]] == ["tcn-45-film"]
+    assert {(r["path"], r["block"]) for r in data["rows"]} == {(p, b) for p in rt.PATHS for b in (64, 128, 512)}
+    assert all(r["rtf"] > 0 for r in data["rows"])
+    assert "**Partial: 1 of 2 variants measured" in out.with_suffix(".md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{rt.BEGIN}\nold\n{rt.END}\n")
+    with pytest.raises(SystemExit, match="partial results"):
+        rt.update_readme(readme, out.with_suffix(".json"), "python benchmarks/realtime.py --readme README.md")
+    assert "old" in readme.read_text()
+
+
+def test_a_complete_run_is_not_marked_partial_and_fills_the_readme(tmp_path):
+    out = tmp_path / "rt"
+    assert rt.main(["gb-dist-cond", *FAST, "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["complete"] and "Partial" not in out.with_suffix(".md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{rt.BEGIN}\nold\n{rt.END}\n")
+    rt.update_readme(readme, out.with_suffix(".json"), "python benchmarks/realtime.py --readme README.md")
+    assert "old" not in readme.read_text() and "gb-dist-cond" in readme.read_text()
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang(monkeypatch):
+    def die(spec, conn):
+        os._exit(3)
+
+    monkeypatch.setattr(rt, "_memory_child", die)
+    with pytest.raises(RuntimeError, match=r"memory probe: the child process ended \(exit code 3\) without a result"):
+        rt.peak_memory_mib({"family": "tcn"})
