@@ -148,3 +148,27 @@ def test_quick_run_against_the_reference(tmp_path):
     for side in ("reference", "nablafx"):
         assert row[side]["esr"] > 0 and row[side]["finite"] and len(row[side]["rows"]) == 15
     assert len(data["meta"]["reference_commit"]) == 40
+
+
+def test_readme_section_is_generated_from_the_results_file(tmp_path):
+    data = {"meta": {"steps": 3, "batch": 2, "seconds": 0.5, "threads": 1, "seed": 0, "reference_commit": "ab" * 20},
+            "provenance": {"commit": "cd" * 20},
+            "rows": [{"device": "Guitarix-TS9", "family": "tcn", "variant": "paper-x", "setting": s,
+                      "reference": _run(0.2, 1.0, inverted=s == "B"), "nablafx": _run(0.1, 1.5)} for s in "AB"]}
+    results = tmp_path / "quality_cpu.json"
+    results.write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{q.BEGIN}\nold\n{q.END}\nafter\n")
+    assert q.main(["--readme", str(readme), "--out", str(results.with_suffix(""))]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{q.END}\nafter\n") and "old" not in text
+    assert "| TS9 | tcn | 0.2000 / 0.1000 | 1.0000 / 1.5000 | inverted / 0.1000 | inverted / 1.5000 |" in text
+    assert "- Setting A (reference loss on both sides): nablafx ≤ reference on ESR in 1 and on MR-STFT in 0 of 1" in text
+    assert "runs inverted: reference 1, nablafx 0 of 1 each." in text
+
+
+def test_reference_is_required_for_a_run():
+    with pytest.raises(SystemExit) as err:
+        q.main(["--quick"])
+    assert err.value.code == 2
+
