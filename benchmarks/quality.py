@@ -69,7 +69,8 @@ DEVICES = ["Guitarix-TS9", "Guitarix-DS1", "Guitarix-FuzzFace", "Guitarix-Compre
 FAMILIES = {
     "lstm": ("lstm-param/model_bb-tbptt-param_lstm-32.yaml", {}, {}),
     "tcn": ("tcn-param/model_bb-param_tcn-f-45-s-16.yaml", {}, {}),
-    "gcn": ("gcn/model_bb_gcn-45-s-16.yaml", {"cond_type": "film"}, {"cond": "film", "cond_style": "paper"}),
+    "gcn": ("gcn/model_bb_gcn-45-s-16.yaml", {"cond_type": "film"},
+            {"cond": "film", "cond_style": "paper", "film_norm": "batch"}),
     "s4": ("s4-param/model_bb-param_s4-f-b4-s4-c16.yaml", {}, {}),
 }
 SETTINGS = {"A": "reference loss on both sides", "B": "each side's own default recipe"}

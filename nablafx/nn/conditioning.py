@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from nablafx.errors import ConfigError
-from nablafx.nn.film import FiLM, KnobEmbedding
+from nablafx.nn.film import FILM_NORMS, FiLM, KnobEmbedding
 from nablafx.nn.tfilm import TFiLM
 from nablafx.nn.tvfilm import TVFiLM, TVFiLMController
 
@@ -75,9 +75,17 @@ class Conditioning(nn.Module):
     """
 
     def __init__(self, kind: str, n_knobs: int, family: str = "model", embed_dim: int = 32,
-                 block_size: int = 128, hidden: int = 32, bottleneck: int = 4, style: str = "nablafx"):
+                 block_size: int = 128, hidden: int = 32, bottleneck: int = 4, style: str = "nablafx",
+                 film_norm: str = "none"):
         super().__init__()
         check_cond(kind, family, style)
+        if film_norm not in FILM_NORMS:
+            raise ConfigError(f"unknown FiLM normalisation {film_norm!r}; known: {', '.join(FILM_NORMS)}",
+                              key="film_norm")
+        if film_norm != "none" and kind != "film":
+            raise ConfigError(f"film_norm {film_norm!r} needs cond: film (this variant has cond: {kind})",
+                              key="film_norm")
+        self.film_norm = film_norm
         if kind == "film" and n_knobs == 0:
             kind = "none"
         self.kind = kind
@@ -98,7 +106,7 @@ class Conditioning(nn.Module):
         if self.kind == "none":
             return _NoMod()
         if self.kind == "film":
-            return _FiLMLayer(self.embed.dim, channels)
+            return _FiLMLayer(self.embed.dim, channels, norm=self.film_norm)
         paper = self.style == "paper"
         if self.kind == "tfilm":
             return TFiLM(channels, self.n_knobs, self.block_size, head="direct" if paper else "linear")
