@@ -385,6 +385,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     lines = [
         f"# Quality at a fixed training budget, side by side with the reference ({meta['device']})",
         "",
+        *([f"**Partial: {len(rows)} of {meta['planned']} runs so far; the run was stopped or is still going.**", ""]
+          if not meta.get("complete", True) else []),
         f"Both implementations trained in this run on the same crops: {meta['steps']} steps of batch {meta['batch']} × "
         f"{meta['seconds']} s from each device's training regions (seed {meta['seed']}), {meta['threads']} thread(s) per "
         f"run, the two runs of a pair at once. Reference: mcomunita/nablafx `{meta['reference_commit'][:12]}`. "
@@ -460,6 +462,9 @@ def update_readme(readme: Path, results: Path, command: str) -> None:
     from nablafx.fileio import write_text_atomic
 
     data = json.loads(results.read_text())
+    if not data["meta"].get("complete", True):
+        raise SystemExit(f"{results}: partial results ({len(data['rows'])} of {data['meta']['planned']} runs); "
+                         "rerun the benchmark to the end before putting it in the README")
     text = readme.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{readme}: no {BEGIN} … {END} section")
@@ -562,11 +567,14 @@ def main(argv=None) -> int:
                              for s in res}
                     print(json.dumps({"device": device, "family": family, "setting": setting, **brief}), file=sys.stderr,
                           flush=True)
-    meta = {"device": a.device, "steps": a.steps, "batch": a.batch, "seconds": a.seconds, "threads": a.threads,
-            "seed": a.seed, "families": {f: FAMILIES[f][0] for f in families}, "devices": devices,
-            "reference_repository": "mcomunita/nablafx", "reference_commit": commit, "reference_commit_date": date,
-            "settings": SETTINGS}
-    write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)
+                    # written after every pair, marked partial until the last: a stopped run keeps its rows
+                    meta = {"device": a.device, "steps": a.steps, "batch": a.batch, "seconds": a.seconds,
+                            "threads": a.threads, "seed": a.seed, "families": {f: FAMILIES[f][0] for f in families},
+                            "devices": devices, "reference_repository": "mcomunita/nablafx", "reference_commit": commit,
+                            "reference_commit_date": date, "settings": SETTINGS,
+                            "planned": len(devices) * len(families) * len(a.settings)}
+                    meta["complete"] = len(rows) == meta["planned"]
+                    write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)
     print(f"wrote {out}.md")
     return 0
 

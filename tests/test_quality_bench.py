@@ -147,7 +147,7 @@ def test_quick_run_against_the_reference(tmp_path):
     assert row["reference"]["params"] == row["nablafx"]["params"] == 14945  # TCN-F-45-S-16 with FiLM on 2 knobs
     for side in ("reference", "nablafx"):
         assert row[side]["esr"] > 0 and row[side]["finite"] and len(row[side]["rows"]) == 15
-    assert len(data["meta"]["reference_commit"]) == 40
+    assert len(data["meta"]["reference_commit"]) == 40 and data["meta"]["complete"]
 
 
 def test_readme_section_is_generated_from_the_results_file(tmp_path):
@@ -171,4 +171,20 @@ def test_reference_is_required_for_a_run():
     with pytest.raises(SystemExit) as err:
         q.main(["--quick"])
     assert err.value.code == 2
+
+
+def test_partial_results_are_marked_and_kept_out_of_the_readme(tmp_path):
+    meta = {"device": "cpu", "steps": 3, "batch": 2, "seconds": 0.5, "threads": 1, "seed": 0,
+            "reference_commit": "ab" * 20, "planned": 8, "complete": False}
+    rows = [{"device": "Guitarix-TS9", "family": "tcn", "variant": "paper-x", "setting": "A",
+             "reference": _run(0.2, 1.0), "nablafx": _run(0.1, 1.5)}]
+    assert "**Partial: 1 of 8 runs so far" in q.markdown(meta, rows)
+    assert "Partial" not in q.markdown({**meta, "complete": True}, rows)
+    results = tmp_path / "quality_cpu.json"
+    results.write_text(json.dumps({"meta": meta, "provenance": {"commit": "cd" * 20}, "rows": rows}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{q.BEGIN}\nold\n{q.END}\n")
+    with pytest.raises(SystemExit, match="partial results"):
+        q.update_readme(readme, results, "python benchmarks/quality.py --readme README.md")
+    assert "old" in readme.read_text()
 
