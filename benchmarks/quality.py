@@ -174,8 +174,9 @@ def child_reference(a) -> None:
     _finish(a, sum(p.numel() for p in model.parameters()), losses, train_s, predict)
 
 
-def build_nablafx(family: str, n_knobs: int, params_file: Path = ROOT / "params.yaml"):
-    """This project's model for ``family``'s reference config: ``(model, variant, training keys)``."""
+def build_nablafx(family: str, n_knobs: int, params_file: Path = ROOT / "params.yaml", overlay: dict | None = None):
+    """This project's model for ``family``'s reference config: ``(model, variant, training keys)``;
+    ``overlay``: variant settings laid over last (``--nablafx-set``, for ablations)."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.reference_params import variant_name
     from nablafx.config import load_params
@@ -184,7 +185,7 @@ def build_nablafx(family: str, n_knobs: int, params_file: Path = ROOT / "params.
     config, _, over = FAMILIES[family]
     variant = variant_name(Path(config).stem)
     _, spec = resolve_variant(load_params(params_file), variant)
-    spec = {**spec, **over}
+    spec = {**spec, **over, **(overlay or {})}
     keys = {k: spec.pop(k) for k in TRAINING_KEYS if k in spec}
     return build_model(spec, n_knobs=n_knobs, sample_rate=SAMPLE_RATE, key=f"variants.{variant}"), variant, keys
 
@@ -199,7 +200,7 @@ def child_nablafx(a) -> None:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model, _, keys = build_nablafx(a.family, a.n_knobs)
+    model, _, keys = build_nablafx(a.family, a.n_knobs, overlay=a.overlay)
     crops = torch.load(a.crops, weights_only=True)
     lr = float(keys.get("lr", 1e-3))
     if a.setting == "A":
@@ -387,6 +388,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "",
         *([f"**Partial: {len(rows)} of {meta['planned']} runs so far; the run was stopped or is still going.**", ""]
           if not meta.get("complete", True) else []),
+        *([f"**Ablation: this project's variants with {json.dumps(meta['nablafx_set'])} laid over them.**", ""]
+          if meta.get("nablafx_set") else []),
         f"Both implementations trained in this run on the same crops: {meta['steps']} steps of batch {meta['batch']} × "
         f"{meta['seconds']} s from each device's training regions (seed {meta['seed']}), {meta['threads']} thread(s) per "
         f"run, the two runs of a pair at once. Reference: mcomunita/nablafx `{meta['reference_commit'][:12]}`. "
@@ -421,6 +424,19 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         lines += [f"- {r['device']} {r['family']} {r['setting']} {side}: {r[side]['error']}" for r, side in errors]
     lines += ["", *summary_lines(rows)] if rows else []
     return "\n".join(lines)
+
+
+def parse_sets(ap, items: list[str]) -> dict:
+    """``KEY=VALUE`` strings (values read as YAML) → a mapping; a malformed one is a usage error."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--nablafx-set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
@@ -494,12 +510,16 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per pair")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 families, 1 device, 4 steps of 2 × 0.25 s")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--nablafx-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="lay a setting over this project's variants (YAML value), e.g. film_norm=none: an ablation")
     ap.add_argument("--readme", default=None, help="rewrite this README's quality section from the results file and stop")
     for hidden in ("child", "family", "setting", "crops", "test", "pred"):
         ap.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--overlay-json", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--n-knobs", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    a.overlay = parse_sets(ap, a.nablafx_set) if a.nablafx_set else json.loads(a.overlay_json)
     if a.child:
         for k in ("crops", "test", "pred"):
             setattr(a, k, Path(getattr(a, k)))
@@ -530,8 +550,8 @@ def main(argv=None) -> int:
     from benchmarks.bench_training import context_of
 
     used = {k: v for k, v in vars(a).items() if k not in ("out", "child", "family", "setting", "crops", "test", "pred",
-                                                          "context", "n_knobs")}
-    used.update(reference=str(a.reference), families=families, devices=devices)
+                                                          "context", "n_knobs", "overlay", "overlay_json", "nablafx_set")}
+    used.update(reference=str(a.reference), families=families, devices=devices, nablafx_set=a.overlay)
     prov = record(used)  # before measuring: the commit the code came from
     out = Path(a.out or ROOT / "benchmarks" / "results" / (("quality_quick_" if a.quick else "quality_") + a.device))
     rows = []
@@ -542,7 +562,7 @@ def main(argv=None) -> int:
         for device in devices:
             data = device_data(device, tmp)
             for family in families:
-                model, variant, _ = build_nablafx(family, data["n_knobs"])
+                model, variant, _ = build_nablafx(family, data["n_knobs"], overlay=a.overlay)
                 context = context_of(model)
                 del model
                 crops = tmp / f"crops_{device}_{family}.pt"
@@ -555,7 +575,7 @@ def main(argv=None) -> int:
                                       "--crops", str(crops), "--test", str(data["test_pack"]),
                                       "--pred", str(tmp / f"pred_{side}.pt"), "--context", str(context),
                                       "--n-knobs", str(data["n_knobs"]), "--threads", str(a.threads),
-                                      "--seed", str(a.seed)]
+                                      "--seed", str(a.seed), "--overlay-json", json.dumps(a.overlay)]
                     res = run_pair(cmds, a.timeout)
                     for side in cmds:
                         if "error" not in res[side]:
@@ -571,7 +591,7 @@ def main(argv=None) -> int:
                     meta = {"device": a.device, "steps": a.steps, "batch": a.batch, "seconds": a.seconds,
                             "threads": a.threads, "seed": a.seed, "families": {f: FAMILIES[f][0] for f in families},
                             "devices": devices, "reference_repository": "mcomunita/nablafx", "reference_commit": commit,
-                            "reference_commit_date": date, "settings": SETTINGS,
+                            "reference_commit_date": date, "settings": SETTINGS, "nablafx_set": a.overlay,
                             "planned": len(devices) * len(families) * len(a.settings)}
                     meta["complete"] = len(rows) == meta["planned"]
                     write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)

@@ -188,3 +188,16 @@ def test_partial_results_are_marked_and_kept_out_of_the_readme(tmp_path):
         q.update_readme(readme, results, "python benchmarks/quality.py --readme README.md")
     assert "old" in readme.read_text()
 
+
+def test_an_ablation_overlay_reaches_the_variant_and_the_table():
+    model, _, _ = q.build_nablafx("tcn", 2, overlay={"film_norm": "none"})
+    plain, _, _ = q.build_nablafx("tcn", 2)
+    assert not any("running_mean" in k for k in model.state_dict()) and any("running_mean" in k for k in plain.state_dict())
+    ap = __import__("argparse").ArgumentParser()
+    assert q.parse_sets(ap, ["film_norm=none", "lr=0.01"]) == {"film_norm": "none", "lr": 0.01}
+    with pytest.raises(SystemExit):
+        q.parse_sets(ap, ["film_norm"])
+    meta = {"device": "cpu", "steps": 3, "batch": 2, "seconds": 0.5, "threads": 1, "seed": 0,
+            "reference_commit": "ab" * 20, "nablafx_set": {"film_norm": "none"}}
+    assert '**Ablation: this project\'s variants with {"film_norm": "none"} laid over them.**' in q.markdown(meta, [])
+
