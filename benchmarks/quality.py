@@ -397,12 +397,12 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "implementations); **B** = each side's own default recipe (reference: its trainer's; nablafx: params.yaml "
         "`train:`, the smoke recipe). Test: every test passage of the device, whole, offline; scored by the same "
         "code for both sides. ESR energy-weighted over the test set, MR-STFT (auraloss defaults) mean over "
-        "passages, |ΔLU| mean absolute loudness difference. `inverted`: the prediction's summed correlation "
+        "passages, ΔLU (absolute) the mean absolute loudness difference. `inverted`: the prediction's summed correlation "
         "with the target is negative — a failure, never averaged in. nablafx ≤ ref: nablafx's value is at most "
         "the reference's.",
         "",
         "| device | family | setting | params ref / nablafx | ESR ref | ESR nablafx | MR-STFT ref | MR-STFT nablafx | "
-        "|ΔLU| ref / nablafx | nablafx ≤ ref (ESR, MR-STFT) | inverted settings ref / nablafx | train s ref / nablafx | "
+        "ΔLU (absolute) ref / nablafx | nablafx ≤ ref (ESR, MR-STFT) | inverted settings ref / nablafx | train s ref / nablafx | "
         "peak RSS GB ref / nablafx |",
         "|---|---|---|---|---:|---:|---:|---:|---|---|---|---|---|",
     ]
@@ -512,6 +512,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--nablafx-set", action="append", default=[], metavar="KEY=VALUE",
                     help="lay a setting over this project's variants (YAML value), e.g. film_norm=none: an ablation")
+    ap.add_argument("--render", type=Path, default=None, metavar="RESULTS",
+                    help="redraw RESULTS.md from RESULTS.json with this version's table code and stop")
     ap.add_argument("--readme", default=None, help="rewrite this README's quality section from the results file and stop")
     for hidden in ("child", "family", "setting", "crops", "test", "pred"):
         ap.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
@@ -528,6 +530,17 @@ def main(argv=None) -> int:
             child_reference(a) if a.child == "reference" else child_nablafx(a)
         finally:
             sys.stdout = protocol
+        return 0
+    if a.render:  # the markdown of an existing results file, drawn again by this version's table code
+        from nablafx.fileio import write_text_atomic
+        from nablafx.provenance import git_state, markdown_footer
+
+        data = json.loads(a.render.with_suffix(".json").read_text())
+        redrawn = (f"Tables drawn again from the JSON by `python benchmarks/quality.py --render` with the code of "
+                   f"commit {(git_state(ROOT)['commit'] or 'unknown')[:12]}; the measurements are the run's below.")
+        write_text_atomic(a.render.with_suffix(".md"), markdown(data["meta"], data["rows"]).rstrip("\n") + "\n\n"
+                          + redrawn + "\n\n" + markdown_footer(data["provenance"]))
+        print(f"{a.render.with_suffix('.md')}: drawn again from {a.render.with_suffix('.json')}")
         return 0
     if a.readme:
         results = Path(a.out or ROOT / "benchmarks" / "results" / f"quality_{a.device}").with_suffix(".json")

@@ -201,3 +201,22 @@ def test_an_ablation_overlay_reaches_the_variant_and_the_table():
             "reference_commit": "ab" * 20, "nablafx_set": {"film_norm": "none"}}
     assert '**Ablation: this project\'s variants with {"film_norm": "none"} laid over them.**' in q.markdown(meta, [])
 
+
+def test_render_redraws_the_markdown_from_the_json_keeping_the_footer(tmp_path):
+    from nablafx.provenance import write_results
+
+    meta = {"device": "cpu", "steps": 3, "batch": 2, "seconds": 0.5, "threads": 1, "seed": 0,
+            "reference_commit": "ab" * 20}
+    rows = [{"device": "Guitarix-TS9", "family": "tcn", "variant": "paper-x", "setting": "A",
+             "reference": _run(0.2, 1.0), "nablafx": _run(0.1, 1.5)}]
+    stem = tmp_path / "quality_cpu"
+    prov = write_results(stem, "# stale table", {"meta": meta, "rows": rows})
+    assert q.main(["--render", str(stem)]) == 0
+    md = stem.with_suffix(".md").read_text()
+    assert "stale" not in md and "| Guitarix-TS9 | tcn (`paper-x`) | A |" in md and "Tables drawn again" in md
+    from nablafx.provenance import markdown_footer
+    assert md.endswith(markdown_footer(prov))
+    header = next(line for line in md.splitlines() if line.startswith("| device |"))
+    separator = md.splitlines()[md.splitlines().index(header) + 1]
+    assert header.count("|") == separator.count("|")  # no stray pipes in a header cell
+
