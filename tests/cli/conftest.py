@@ -67,7 +67,7 @@ def trained_dir(tmp_path_factory) -> Path:
     return base
 
 
-def nablafx(*args, cwd, env=None, timeout=120) -> subprocess.CompletedProcess:
+def nablafx(*args, cwd, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the ``nablafx`` command (``python -m nablafx.cli``) as a separate process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "nablafx.cli", *map(str, args)], cwd=cwd, env=full_env,

@@ -165,7 +165,7 @@ for j in range(20):
 np.save({str(tmp_path / 'y.npy')!r}, np.concatenate(ys))
 assert not any(k.startswith(("torchaudio", "nablafx")) for k in sys.modules), "imported more than torch"
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     assert rel_err(np.load(tmp_path / "y.npy"), ref) < 1e-5
 
@@ -232,7 +232,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(trained_dir, tmp_path):
     (work / "outdir").mkdir()
     before = sorted(p.name for p in work.rglob("*"))
     for name, (args, expected) in _bad_cases(work).items():
-        res = nablafx(*args, cwd=work, timeout=60)
+        res = nablafx(*args, cwd=work, timeout=300)  # a hang guard: a starved machine took > 60 s
         assert res.returncode == 2, (name, res.returncode, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, res.stderr)
