@@ -82,7 +82,7 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _finish(a, params: int, losses: list, train_s: float, predict) -> None:
+def _finish(a, params: int, losses: list, train_s: float, predict, extra: dict | None = None) -> None:
     """Run the test passages, save the predictions, print the run's summary line."""
     import torch
 
@@ -96,7 +96,7 @@ def _finish(a, params: int, losses: list, train_s: float, predict) -> None:
     finite = all(math.isfinite(v) for v in losses)
     print(json.dumps({"params": params, "train_s": round(train_s, 2), "peak_rss_mb": _peak_rss_mb(),
                       "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
-                      "finite": finite}), file=sys.__stdout__, flush=True)
+                      "finite": finite, **(extra or {})}), file=sys.__stdout__, flush=True)
 
 
 def child_reference(a) -> None:
@@ -174,6 +174,9 @@ def child_reference(a) -> None:
     _finish(a, sum(p.numel() for p in model.parameters()), losses, train_s, predict)
 
 
+TRAIN_SETS = ("align_polarity",)  # --nablafx-set keys that set this project's trainer, not the variant
+
+
 def build_nablafx(family: str, n_knobs: int, params_file: Path = ROOT / "params.yaml", overlay: dict | None = None):
     """This project's model for ``family``'s reference config: ``(model, variant, training keys)``;
     ``overlay``: variant settings laid over last (``--nablafx-set``, for ablations)."""
@@ -185,7 +188,7 @@ def build_nablafx(family: str, n_knobs: int, params_file: Path = ROOT / "params.
     config, _, over = FAMILIES[family]
     variant = variant_name(Path(config).stem)
     _, spec = resolve_variant(load_params(params_file), variant)
-    spec = {**spec, **over, **(overlay or {})}
+    spec = {**spec, **over, **{k: v for k, v in (overlay or {}).items() if k not in TRAIN_SETS}}
     keys = {k: spec.pop(k) for k in TRAINING_KEYS if k in spec}
     return build_model(spec, n_knobs=n_knobs, sample_rate=SAMPLE_RATE, key=f"variants.{variant}"), variant, keys
 
@@ -194,21 +197,22 @@ def child_nablafx(a) -> None:
     import torch
 
     from nablafx.config import load_params, train_config
-    from nablafx.streaming import detach_state
     from nablafx.training.losses import WeightedLoss
-    from nablafx.training.system import cosine_factor, segment_bounds
+    from nablafx.training.polarity import align_output_polarity
+    from nablafx.training.system import cosine_factor, tbptt_backward
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model, _, keys = build_nablafx(a.family, a.n_knobs, overlay=a.overlay)
     crops = torch.load(a.crops, weights_only=True)
     lr = float(keys.get("lr", 1e-3))
+    tcfg = train_config(load_params(ROOT / "params.yaml"))
+    align = bool(a.overlay.get("align_polarity", tcfg.align_polarity))  # this project's trainer does it in A and B
     if a.setting == "A":
         loss_fn = WeightedLoss({"l1": 0.5, "mrstft": 0.5}, sample_rate=SAMPLE_RATE)
         clip, clip_algo, tbptt, sched = CLIP_VALUE, "value", 0, None
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
     else:  # params.yaml train: (the smoke recipe), the variant's lr / tbptt_samples laid over it
-        tcfg = train_config(load_params(ROOT / "params.yaml"))
         floor = crops["target_power"] * 10 ** (tcfg.loss_floor_db / 10)
         loss_fn = WeightedLoss(dict(tcfg.loss), sample_rate=SAMPLE_RATE, pre_emphasis=tcfg.pre_emphasis, floor=floor)
         clip, clip_algo = tcfg.grad_clip, tcfg.grad_clip_algorithm
@@ -217,22 +221,15 @@ def child_nablafx(a) -> None:
         steps = len(crops["x"])
         warmup = min(50, steps // 10)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_factor(s, warmup, steps))
-    knobs_of = (lambda k: k) if model.n_knobs else (lambda k: None)
+    start = None
+    if align:
+        start = align_output_polarity(model, crops["x"][0], crops["y"][0], crops["knobs"][0], a.context)
     losses = []
     t0 = time.perf_counter()
-    for x, y, knobs in zip(crops["x"], crops["y"], crops["knobs"]):
+    for step, (x, y, knobs) in enumerate(zip(crops["x"], crops["y"], crops["knobs"])):
         opt.zero_grad(set_to_none=True)
-        bounds = segment_bounds(x.shape[-1], a.context, tbptt)
-        state, total, n = None, 0.0, x.shape[-1] - a.context
-        for s0, s1 in zip(bounds[:-1], bounds[1:]):  # EffectSystem.training_step
-            y_hat, state = model(x[..., s0:s1], knobs_of(knobs), state)
-            keep = max(0, a.context - s0)
-            if s1 - s0 - keep > 0:
-                loss, _ = loss_fn(y_hat[..., keep:], y[..., s0 + keep:s1])
-                w = (s1 - s0 - keep) / n
-                (loss * w).backward()
-                total += loss.item() * w
-            state = detach_state(state)
+        # EffectSystem.training_step's passes; a non-finite loss ends the run as an error
+        total, _ = tbptt_backward(model, loss_fn, x, y, knobs, a.context, tbptt, step=step)
         if clip > 0:
             if clip_algo == "value":
                 torch.nn.utils.clip_grad_value_(model.parameters(), clip)
@@ -244,8 +241,10 @@ def child_nablafx(a) -> None:
         losses.append(total)
     train_s = time.perf_counter() - t0
     model.eval()
+    knobs_of = (lambda k: k) if model.n_knobs else (lambda k: None)
+    extra = {} if start is None else {"start_corr": round(start["corr"], 4), "start_flipped": start["flipped"]}
     _finish(a, sum(p.numel() for p in model.parameters()), losses, train_s,
-            lambda x, knobs: model(x, knobs_of(knobs))[0])
+            lambda x, knobs: model(x, knobs_of(knobs))[0], extra)
 
 
 # ----------------------------------------------------------------------------- parent
@@ -399,7 +398,10 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "code for both sides. ESR energy-weighted over the test set, MR-STFT (auraloss defaults) mean over "
         "passages, ΔLU (absolute) the mean absolute loudness difference. `inverted`: the prediction's summed correlation "
         "with the target is negative — a failure, never averaged in. nablafx ≤ ref: nablafx's value is at most "
-        "the reference's.",
+        "the reference's."
+        + (" nablafx's trainer starts polarity-aligned in both settings (params.yaml `train.align_polarity`): "
+           "before the first step, if the untrained output anti-correlates with the first batch's target, its "
+           "read-out layer is negated (exact; the reference has no such step)." if meta.get("align_polarity") else ""),
         "",
         "| device | family | setting | params ref / nablafx | ESR ref | ESR nablafx | MR-STFT ref | MR-STFT nablafx | "
         "ΔLU (absolute) ref / nablafx | nablafx ≤ ref (ESR, MR-STFT) | inverted settings ref / nablafx | train s ref / nablafx | "
@@ -452,9 +454,11 @@ def summary_lines(rows: list[dict]) -> list[str]:
         comparable = [r for r in sel if _better(r["reference"], r["nablafx"], "esr") != "—"]
         wins = {k: sum(_better(r["reference"], r["nablafx"], k) == "yes" for r in comparable) for k in ("esr", "mrstft")}
         inv = {s: sum(1 for r in sel if "error" not in r[s] and r[s]["inverted"]) for s in ("reference", "nablafx")}
+        flipped = [r["nablafx"]["start_flipped"] for r in sel if "start_flipped" in r["nablafx"]]
         lines.append(f"Setting {setting} ({SETTINGS[setting]}): nablafx ≤ reference on ESR in {wins['esr']} and on "
                      f"MR-STFT in {wins['mrstft']} of {len(comparable)} comparable (device, family) pairs; runs "
-                     f"inverted: reference {inv['reference']}, nablafx {inv['nablafx']} of {len(sel)} each.")
+                     f"inverted: reference {inv['reference']}, nablafx {inv['nablafx']} of {len(sel)} each"
+                     + (f"; nablafx read-out negated at the start in {sum(flipped)} of {len(flipped)}." if flipped else "."))
     return lines
 
 
@@ -572,6 +576,15 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         (tmp / "ref").mkdir()
         tree, commit, date = reference_tree(a.reference.resolve(), tmp / "ref")
+        from nablafx.config import load_params, train_config
+
+        meta = {"device": a.device, "steps": a.steps, "batch": a.batch, "seconds": a.seconds,
+                "threads": a.threads, "seed": a.seed, "families": {f: FAMILIES[f][0] for f in families},
+                "devices": devices, "reference_repository": "mcomunita/nablafx", "reference_commit": commit,
+                "reference_commit_date": date, "settings": SETTINGS, "nablafx_set": a.overlay,
+                "align_polarity": bool(a.overlay.get("align_polarity",
+                                                     train_config(load_params(ROOT / "params.yaml")).align_polarity)),
+                "planned": len(devices) * len(families) * len(a.settings)}
         for device in devices:
             data = device_data(device, tmp)
             for family in families:
@@ -601,11 +614,6 @@ def main(argv=None) -> int:
                     print(json.dumps({"device": device, "family": family, "setting": setting, **brief}), file=sys.stderr,
                           flush=True)
                     # written after every pair, marked partial until the last: a stopped run keeps its rows
-                    meta = {"device": a.device, "steps": a.steps, "batch": a.batch, "seconds": a.seconds,
-                            "threads": a.threads, "seed": a.seed, "families": {f: FAMILIES[f][0] for f in families},
-                            "devices": devices, "reference_repository": "mcomunita/nablafx", "reference_commit": commit,
-                            "reference_commit_date": date, "settings": SETTINGS, "nablafx_set": a.overlay,
-                            "planned": len(devices) * len(families) * len(a.settings)}
                     meta["complete"] = len(rows) == meta["planned"]
                     write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)
     print(f"wrote {out}.md")

@@ -62,6 +62,12 @@ class StreamingModel(nn.Module):
             )
         return knobs.to(x.dtype)
 
+    def negate_output(self) -> bool:
+        """Negate the model's output exactly (``y → −y`` for every input, knobs and state) by
+        editing its parameters; False, changing nothing, where no such edit exists.  Used by
+        :func:`nablafx.training.polarity.align_output_polarity` before training starts."""
+        return False
+
     def config(self) -> dict:
         """Keyword arguments that rebuild this model through the registry (set by the builder)."""
         return dict(getattr(self, "_nablafx_spec", {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from nablafx.errors import ConfigError
 from nablafx.streaming import StreamingModel, knob_slice
@@ -50,6 +51,14 @@ def run_block(block, recompute: bool, *args):
     return block(*args)
 
 
+def negate_linear(layer: nn.Module) -> None:
+    """``layer(h) → −layer(h)``: negate its weight and bias in place."""
+    with torch.no_grad():
+        layer.weight.neg_()
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.neg_()
+
+
 class ConditionedStack(StreamingModel):
     """State and offline segmenting shared by the TCN, GCN and S4 families.
 
@@ -66,6 +75,12 @@ class ConditionedStack(StreamingModel):
         dtype = dtype or self.out.weight.dtype
         return (self.cond.init_state(batch_size, device, dtype),
                 [b.init_state(batch_size, device, dtype) for b in self.blocks])
+
+    def negate_output(self) -> bool:
+        """The output is ``f(out(h))`` with ``f`` the identity or tanh (odd), so negating the read-out
+        layer's weight and bias negates it exactly."""
+        negate_linear(self.out)
+        return True
 
     def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
         knobs = self.check_knobs(x, knobs)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nablafx.errors import ConfigError
-from nablafx.models._common import check_positive, forward_in_segments
+from nablafx.models._common import check_positive, forward_in_segments, negate_linear
 from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
 from nablafx.registry import register
 from nablafx.streaming import StreamingModel
@@ -63,6 +63,14 @@ class LSTMModel(StreamingModel):
     @property
     def receptive_field(self) -> int | None:
         return None
+
+    def negate_output(self) -> bool:
+        """Exact without the residual path (``out(h)``, then tanh or not, both odd); with it the
+        output is ``out(h) + x`` and no parameter edit negates it."""
+        if self.residual:
+            return False
+        negate_linear(self.out)
+        return True
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         shape = (self.num_layers, batch_size, self.hidden_size)

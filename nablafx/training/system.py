@@ -27,6 +27,7 @@ from torch import nn
 
 from nablafx.streaming import detach_state
 from nablafx.training.losses import WeightedLoss
+from nablafx.training.polarity import align_output_polarity
 
 
 def segment_bounds(length: int, context: int, tbptt: int) -> list[int]:
@@ -50,6 +51,42 @@ def cosine_factor(step: int, warmup_steps: int, max_steps: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def tbptt_backward(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, knobs, context: int, tbptt: int,
+                   backward=torch.Tensor.backward, step: int = 0) -> tuple[float, dict]:
+    """One training step's forward and backward passes (no optimiser step): the chunk in
+    :func:`segment_bounds` segments, the streaming state carried detached from one to the next, the
+    loss on the samples after ``context``, each segment's loss weighted by its share of them and
+    back-propagated through ``backward`` (Lightning's ``manual_backward`` in :class:`EffectSystem`).
+    Returns the step's weighted loss and loss terms; a non-finite loss raises FloatingPointError
+    naming ``step`` and the terms."""
+    knobs = knobs if getattr(model, "n_knobs", 0) else None
+    total_len = x.shape[-1] - context
+    bounds = segment_bounds(x.shape[-1], context, tbptt)
+    state = None
+    loss_sum = 0.0
+    term_sums: dict[str, float] = {}
+    for s0, s1 in zip(bounds[:-1], bounds[1:]):
+        y_hat, state = model(x[..., s0:s1], knobs, state)
+        keep = max(0, context - s0)
+        if s1 - s0 - keep <= 0:
+            state = detach_state(state)
+            continue
+        loss, terms = loss_fn(y_hat[..., keep:], y[..., s0 + keep : s1])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss at step {step} ("
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                + "); the last good checkpoint is kept"
+            )
+        weight = (s1 - s0 - keep) / total_len
+        backward(loss * weight)
+        loss_sum += float(loss.detach()) * weight
+        for k, v in terms.items():
+            term_sums[k] = term_sums.get(k, 0.0) + float(v.detach()) * weight
+        state = detach_state(state)
+    return loss_sum, term_sums
+
+
 MONITOR = "val/esr"  # the validation metric that picks the best checkpoint (lower is better)
 
 
@@ -59,7 +96,7 @@ class EffectSystem(L.LightningModule):
                  grad_clip_algorithm: str = "norm", lr_schedule: str = "cosine", plateau_factor: float = 0.5,
                  plateau_patience: int = 20,
                  tbptt: int = 0, sample_rate: int = 48000, pre_emphasis: float = 0.0,
-                 signature: dict | None = None, loss_floor: float = 0.0):
+                 signature: dict | None = None, loss_floor: float = 0.0, align_polarity: bool = False):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -69,6 +106,12 @@ class EffectSystem(L.LightningModule):
         self.grad_clip_algorithm, self.lr_schedule = grad_clip_algorithm, lr_schedule
         self.plateau_factor, self.plateau_patience = plateau_factor, plateau_patience
         self.signature = signature or {}
+        self.align_polarity, self._aligned = align_polarity, False
+
+    def _mean_over_ranks(self, value: float) -> float:
+        if self.trainer.world_size <= 1:
+            return value
+        return float(self.trainer.strategy.reduce(torch.tensor(value, device=self.device), reduce_op="mean"))
 
     def _knobs(self, knobs):
         return knobs if getattr(self.model, "n_knobs", 0) else None
@@ -81,31 +124,15 @@ class EffectSystem(L.LightningModule):
         x, y, knobs = batch
         opt = self.optimizers()
         sched = self.lr_schedulers()
+        if self.align_polarity and self.global_step == 0 and not self._aligned:
+            self._aligned = True
+            start = align_output_polarity(self.model, x, y, knobs, self.context, reduce=self._mean_over_ranks)
+            self.print(f"polarity-aligned start: output/target correlation {start['corr']:+.3f}"
+                       + (", read-out negated" if start["flipped"] else "")
+                       + ("" if start["supported"] else " (this model cannot be negated exactly: left as is)"))
         opt.zero_grad(set_to_none=True)
-        total_len = x.shape[-1] - self.context
-        bounds = segment_bounds(x.shape[-1], self.context, self.tbptt)
-        state = None
-        loss_sum = 0.0
-        term_sums = dict.fromkeys(self.loss.weights, 0.0)
-        for s0, s1 in zip(bounds[:-1], bounds[1:]):
-            y_hat, state = self.model(x[..., s0:s1], self._knobs(knobs), state)
-            keep = max(0, self.context - s0)
-            if s1 - s0 - keep <= 0:
-                state = detach_state(state)
-                continue
-            loss, terms = self.loss(y_hat[..., keep:], y[..., s0 + keep : s1])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite training loss at step {self.global_step} ("
-                    + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    + "); the last good checkpoint is kept"
-                )
-            weight = (s1 - s0 - keep) / total_len
-            self.manual_backward(loss * weight)
-            loss_sum += float(loss.detach()) * weight
-            for k, v in terms.items():
-                term_sums[k] += float(v.detach()) * weight
-            state = detach_state(state)
+        loss_sum, term_sums = tbptt_backward(self.model, self.loss, x, y, knobs, self.context, self.tbptt,
+                                             backward=self.manual_backward, step=self.global_step)
         if self.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm=self.grad_clip_algorithm)
         opt.step()

@@ -170,7 +170,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
                           grad_clip_algorithm=tcfg.grad_clip_algorithm, lr_schedule=tcfg.lr_schedule,
                           plateau_factor=tcfg.lr_plateau_factor, plateau_patience=tcfg.lr_plateau_patience,
                           tbptt=tcfg.tbptt_samples, sample_rate=sr, pre_emphasis=tcfg.pre_emphasis,
-                          signature=signature,
+                          signature=signature, align_polarity=tcfg.align_polarity,
                           loss_floor=target_power(train_items, bank, tcfg.pre_emphasis) * 10 ** (tcfg.loss_floor_db / 10))
     part = partial_dir(ckpt_dir)
     live_part = partial_dir(live_dir) if live_dir else None
