@@ -306,6 +306,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "s/step ÷ nablafx s/step. Peak RSS: the process's maximum resident memory"
         + (" (GPU: peak allocated)" if cuda else "") + ". Load: mean 1-minute load average before the timed steps of each side.",
         "",
+        *([f"**Partial: {len(rows)} of {meta['planned']} configs measured; the run was stopped or is still going.**", ""]
+          if not meta.get("complete", True) else []),
         "| reference config | variant | params ref / nablafx | context | ref s/step | nablafx s/step | speed-up | "
         "ref peak RSS GB | nablafx peak RSS GB |" + (" ref GPU GB | nablafx GPU GB |" if cuda else "")
         + " load ref / nablafx |",
@@ -365,6 +367,11 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="nablafx-ref-") as tmp:
         tree, commit, date = reference_tree(a.reference.resolve(), Path(tmp))
+        meta = {"device": a.device, "batch": a.batch, "seconds": a.seconds, "steps": a.steps, "warmup": a.warmup,
+                "threads": a.threads, "loss": "0.5 L1 + 0.5 MR-STFT (auraloss defaults)",
+                "optimizer": "AdamW", "clip_grad_value": CLIP_VALUE, "reference_repository": "mcomunita/nablafx",
+                "reference_commit": commit, "reference_commit_date": date,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "planned": len(configs)}
         for i, config in enumerate(configs):
             info = reference_info(tree, config)
             model, _, variant = build_nablafx(config, info["num_controls"])
@@ -382,12 +389,9 @@ def main(argv=None) -> int:
             rows.append({"config": config, "variant": variant, **info, "overrides": CONFIGS.get(config, {}),
                          "context": context, "reference": ref, "nablafx": our, "speedup": speedup})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    meta = {"device": a.device, "batch": a.batch, "seconds": a.seconds, "steps": a.steps, "warmup": a.warmup,
-            "threads": a.threads, "loss": "0.5 L1 + 0.5 MR-STFT (auraloss defaults)",
-            "optimizer": "AdamW", "clip_grad_value": CLIP_VALUE, "reference_repository": "mcomunita/nablafx",
-            "reference_commit": commit, "reference_commit_date": date,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)
+            # written after every pair, marked partial until the last: a stopped run keeps what it measured
+            meta["complete"] = len(rows) == len(configs)
+            write_results(out, markdown(meta, rows), {"meta": meta, "rows": rows}, provenance=prov)
     print(f"wrote {out}.md")
     return 0
 

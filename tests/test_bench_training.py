@@ -88,6 +88,9 @@ def test_table_shows_both_columns_the_ratio_and_differing_params():
     assert "| `tcn/a.yaml` | `paper-a` | 100 / 100 | 10 | 3.000 | 1.000 | 3.00× | 1.00 | 2.00 | 2.0 / 2.0 |" in md
     assert "| error: stopped: resident memory above 12 GB | 2.000 | — | 12.11 |" in md
     assert "— / 99 |" in md
+    assert "Partial" not in md  # a file from before the marker, or a complete run
+    partial = bt.markdown({**meta, "planned": 5, "complete": False}, rows)
+    assert "**Partial: 2 of 5 configs measured; the run was stopped or is still going.**" in partial
 
 
 @pytest.mark.parametrize("config", sorted(bt.CONFIGS))

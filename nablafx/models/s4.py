@@ -58,7 +58,7 @@ class S4Model(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, blocks: int = 4, state_dim: int = 32,
                  channels: int = 16, activation: str = "prelu", cond: str = "none", ssm_init: str = "lin",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, chunk: int = 64, segment: int = 4096,
-                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx", film_norm: str = "none",
+                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx", film_norm: str = "none", film_scale: str = "unit",
                  output_tanh: bool = False, pre_activation: str = "identity", residual: str = "identity",
                  recompute: bool = True):
         super().__init__()
@@ -75,7 +75,7 @@ class S4Model(ConditionedStack):
         make_residual(residual, 1, 1)
         self.sample_rate = sample_rate
         self.cond = Conditioning(cond, n_knobs, "s4", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden,
-                                 style=cond_style, film_norm=film_norm)
+                                 style=cond_style, film_norm=film_norm, film_scale=film_scale)
         self.n_knobs = self.cond.n_knobs
         self.inp = Pointwise(1, channels)
         self.blocks = nn.ModuleList(

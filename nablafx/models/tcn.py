@@ -59,7 +59,7 @@ class TCNBlock(nn.Module):
 class TCNModel(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
                  kernel_size: int = 3, dilation_growth: int = 10, activation: str = "tanh", cond: str = "none",
-                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx", film_norm: str = "none",
+                 cond_dim: int = 32, cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx", film_norm: str = "none", film_scale: str = "unit",
                  output_tanh: bool = False, bias: bool = True, residual: str = "identity", recompute: bool = True):
         super().__init__()
         check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
@@ -69,7 +69,7 @@ class TCNModel(ConditionedStack):
         make_residual(residual, 1, 1)
         self.sample_rate = sample_rate
         self.cond = Conditioning(cond, n_knobs, "tcn", embed_dim=cond_dim, block_size=cond_block, hidden=cond_hidden,
-                                 style=cond_style, film_norm=film_norm)
+                                 style=cond_style, film_norm=film_norm, film_scale=film_scale)
         self.n_knobs = self.cond.n_knobs
         self.dilations = [dilation_growth**i for i in range(blocks)]
         self.kernel_size = kernel_size

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from nablafx.errors import ConfigError
-from nablafx.nn.film import FILM_NORMS, FiLM, KnobEmbedding
+from nablafx.nn.film import FILM_NORMS, FILM_SCALES, FiLM, KnobEmbedding
 from nablafx.nn.tfilm import TFiLM
 from nablafx.nn.tvfilm import TVFiLM, TVFiLMController
 
@@ -76,9 +76,15 @@ class Conditioning(nn.Module):
 
     def __init__(self, kind: str, n_knobs: int, family: str = "model", embed_dim: int = 32,
                  block_size: int = 128, hidden: int = 32, bottleneck: int = 4, style: str = "nablafx",
-                 film_norm: str = "none"):
+                 film_norm: str = "none", film_scale: str = "unit"):
         super().__init__()
         check_cond(kind, family, style)
+        if film_scale not in FILM_SCALES:
+            raise ConfigError(f"unknown FiLM scale {film_scale!r}; known: {', '.join(FILM_SCALES)}", key="film_scale")
+        if film_scale != "unit" and kind != "film":
+            raise ConfigError(f"film_scale {film_scale!r} needs cond: film (this variant has cond: {kind})",
+                              key="film_scale")
+        self.film_scale = film_scale
         if film_norm not in FILM_NORMS:
             raise ConfigError(f"unknown FiLM normalisation {film_norm!r}; known: {', '.join(FILM_NORMS)}",
                               key="film_norm")
@@ -106,7 +112,7 @@ class Conditioning(nn.Module):
         if self.kind == "none":
             return _NoMod()
         if self.kind == "film":
-            return _FiLMLayer(self.embed.dim, channels, norm=self.film_norm)
+            return _FiLMLayer(self.embed.dim, channels, norm=self.film_norm, scale=self.film_scale)
         paper = self.style == "paper"
         if self.kind == "tfilm":
             return TFiLM(channels, self.n_knobs, self.block_size, head="direct" if paper else "linear")

@@ -42,6 +42,7 @@ class KnobEmbedding(nn.Module):
 
 
 FILM_NORMS = ("none", "batch")
+FILM_SCALES = ("unit", "raw")
 
 
 class FiLM(nn.Module):
@@ -53,13 +54,19 @@ class FiLM(nn.Module):
     (``eval()``) by the running statistics gathered in training — a fixed per-channel affine map, causal
     and streamable.  It speeds up early training (the pre-activations start at unit scale whatever the
     input level).
+
+    ``scale="raw"``: ``h * scale(e) + shift(e)``, the reference's form — the same functions, but an
+    untrained layer starts with a small random scale instead of close to 1.
     """
 
-    def __init__(self, embed_dim: int, channels: int, norm: str = "none"):
+    def __init__(self, embed_dim: int, channels: int, norm: str = "none", scale: str = "unit"):
         super().__init__()
         if norm not in FILM_NORMS:
             raise ValueError(f"FiLM norm must be one of {', '.join(FILM_NORMS)}, got {norm!r}")
+        if scale not in FILM_SCALES:
+            raise ValueError(f"FiLM scale must be one of {', '.join(FILM_SCALES)}, got {scale!r}")
         self.channels = channels
+        self.unit = 1.0 if scale == "unit" else 0.0
         self.proj = nn.Linear(embed_dim, 2 * channels)
         self.norm = nn.BatchNorm1d(channels, affine=False) if norm == "batch" else None
 
@@ -70,4 +77,4 @@ class FiLM(nn.Module):
             scale, shift = self.proj(emb).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
         else:  # per-sample embedding (B, T, E): scale and shift per sample, (B, C, T) each
             scale, shift = self.proj(emb).transpose(1, 2).chunk(2, dim=1)
-        return torch.addcmul(shift, h, 1.0 + scale)
+        return torch.addcmul(shift, h, self.unit + scale)

@@ -98,3 +98,33 @@ def test_config_errors_name_the_key():
     assert "film_norm" in str(err.value)
     with pytest.raises(ConfigError, match="unknown FiLM normalisation 'layer'"):
         build_model({**TCN_F, "film_norm": "layer"}, n_knobs=2)
+
+
+def test_raw_scale_is_the_references_affine_form():
+    """``film_scale: raw``: ``h·γ(e) + β(e)`` (the reference's FiLM), against float64 numpy."""
+    torch.manual_seed(1)
+    film = FiLM(4, 3, norm="none", scale="raw").double()
+    h = torch.randn(2, 3, 40, dtype=torch.float64)
+    emb = torch.randn(2, 4, dtype=torch.float64)
+    ss = emb.numpy() @ film.proj.weight.detach().numpy().T + film.proj.bias.detach().numpy()
+    want = h.numpy() * ss[:, :3, None] + ss[:, 3:, None]
+    np.testing.assert_allclose(film(h, emb).detach().numpy(), want, rtol=1e-12, atol=1e-14)
+    unit = FiLM(4, 3)
+    unit.load_state_dict({k: v.float() for k, v in film.state_dict().items()})  # same parameters, unit scale
+    np.testing.assert_allclose((unit(h.float(), emb.float()) - h.float()).detach().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_raw_scale_model_streams_like_offline_and_config_errors_name_the_key():
+    torch.manual_seed(0)
+    model = build_model({**TCN_F, "film_scale": "raw"}, n_knobs=2).eval()
+    x = 0.3 * torch.randn(1, 1, 900)
+    knobs = torch.rand(1, 2)
+    with torch.no_grad():
+        y, _ = model(x, knobs)
+        ys = process_in_blocks(model, x, knobs, 128)
+    assert torch.allclose(ys, y, atol=1e-5 * float(y.pow(2).mean().sqrt()))
+    with pytest.raises(ConfigError, match="unknown FiLM scale 'half'") as err:
+        build_model({**TCN_F, "film_scale": "half"}, n_knobs=2)
+    assert "film_scale" in str(err.value)
+    with pytest.raises(ConfigError, match="needs cond: film"):
+        build_model({**TCN_F, "cond": "tfilm", "film_norm": "none", "film_scale": "raw"}, n_knobs=2)
