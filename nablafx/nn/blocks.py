@@ -131,13 +131,15 @@ class ChannelGain(nn.Module):
     """A learnable gain per output channel: ``(B, C, T) → g ⊙ x``, or from one input channel
     ``(B, 1, T) → g · x`` (``out_channels`` parameters; starts at 1, the identity)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, init: str = "one"):
         super().__init__()
         if in_channels not in (1, out_channels):
             raise ValueError(f"ChannelGain maps 1 or {out_channels} channels to {out_channels}, got {in_channels}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.weight = nn.Parameter(torch.ones(out_channels, 1))
+        if init == "uniform":  # the reference's depthwise 1×1 conv at PyTorch's default: U(−1, 1) (fan-in 1)
+            nn.init.uniform_(self.weight, -1.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight * x
@@ -146,20 +148,21 @@ class ChannelGain(nn.Module):
         return f"{self.in_channels}, {self.out_channels}"
 
 
-RESIDUALS = ("identity", "gain", "copy")
+RESIDUALS = ("identity", "gain", "gain-uniform", "copy")
 
 
 def make_residual(kind: str, in_channels: int, out_channels: int) -> nn.Module | None:
     """The residual path of a block (``None``: the input itself, broadcast when it has one channel).
 
     ``identity``: the input; a bias-free 1×1 convolution where the channel count changes.
-    ``gain``: a learnable gain per channel (the reference's TCN and S4 blocks).
+    ``gain``: a learnable gain per channel (the reference's TCN and S4 blocks), starting at 1;
+    ``gain-uniform``: the same, starting at a random value in ±1 as the reference's.
     ``copy``: the input, a single input channel added to every channel (the reference's GCN).
     """
     if kind not in RESIDUALS:
         raise ConfigError(f"unknown residual {kind!r}; known: {', '.join(RESIDUALS)}", key="residual")
-    if kind == "gain":
-        return ChannelGain(in_channels, out_channels)
+    if kind in ("gain", "gain-uniform"):
+        return ChannelGain(in_channels, out_channels, init="uniform" if kind == "gain-uniform" else "one")
     if in_channels == out_channels or (kind == "copy" and in_channels == 1):
         return None
     return Pointwise(in_channels, out_channels, bias=False)

@@ -51,7 +51,7 @@ def test_lstm_unknown_conditioning_lists_known():
 @pytest.mark.parametrize(("spec", "message"), [
     ({"family": "tcn", "cond": "tfilm", "cond_style": "reference"},
      r"^params\.yaml: model\.cond_style: unknown conditioning style 'reference'; known: nablafx, paper$"),
-    ({"family": "gcn", "residual": "skip"}, r"^params\.yaml: model\.residual: unknown residual 'skip'; known: identity, gain, copy$"),
+    ({"family": "gcn", "residual": "skip"}, r"^params\.yaml: model\.residual: unknown residual 'skip'; known: identity, gain, gain-uniform, copy$"),
     ({"family": "s4", "residual": "copy"}, r"^params\.yaml: model\.residual: unknown residual 'copy' for s4; known: identity, gain$"),
     ({"family": "s4", "pre_activation": "sine"}, r"^params\.yaml: model\.pre_activation: unknown activation 'sine'; known: "),
     ({"family": "lstm", "cond": "tvconcat", "cond_block": 0}, r"^params\.yaml: model\.cond_block: must be an integer ≥ 1, got 0$"),

@@ -75,6 +75,11 @@ def test_residual_kinds():
     assert isinstance(make_residual("identity", 1, 4), Pointwise)
     with pytest.raises(ValueError):
         ChannelGain(3, 4)
+    torch.manual_seed(0)
+    drawn = make_residual("gain-uniform", 1, 4096)  # the reference's start: U(−1, 1) per channel
+    w = drawn.weight.detach()
+    assert w.shape == (4096, 1) and float(w.abs().max()) <= 1.0 and abs(float(w.mean())) < 0.05
+    assert abs(float(w.var()) - 1 / 3) < 0.03  # the variance of U(−1, 1)
 
 
 
