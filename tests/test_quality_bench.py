@@ -89,6 +89,20 @@ def test_table_counts_wins_and_never_averages_an_inverted_run():
     assert ("Setting A (reference loss on both sides): nablafx ≤ reference on ESR in 1 and on MR-STFT in 0 of 1 "
             "comparable (device, family) pairs; runs inverted: reference 1, nablafx 0 of 2 each.") in md
     assert "of 0 comparable" in md.split("Setting B")[1]
+    assert "polarity-aligned" not in md and "negated" not in md  # results from before the aligned start
+
+
+def test_the_aligned_start_is_described_and_counted():
+    meta = {"device": "cpu", "steps": 3, "batch": 2, "seconds": 0.5, "threads": 1, "seed": 0,
+            "reference_commit": "0123456789abcdef", "align_polarity": True}
+    rows = [{"device": f"D{i}", "family": "s4", "variant": "paper-z", "setting": "A", "reference": _run(0.2, 1.0),
+             "nablafx": _run(0.1, 1.1, start_corr=c, start_flipped=c < 0)} for i, c in enumerate((-0.8, 0.3, -0.1))]
+    md = q.markdown(meta, rows)
+    assert "starts polarity-aligned in both settings" in md
+    assert md.rstrip().endswith("runs inverted: reference 0, nablafx 0 of 3 each; nablafx read-out negated at the "
+                                "start in 2 of 3.")
+    model, _, _ = q.build_nablafx("s4", 2, overlay={"align_polarity": False})  # a trainer key: not the variant's
+    assert model.n_knobs == 2
 
 
 def test_a_crashing_child_is_reported_with_its_last_line(tmp_path):
