@@ -198,7 +198,7 @@ def child_nablafx(a) -> None:
 
     from nablafx.config import load_params, train_config
     from nablafx.training.losses import WeightedLoss
-    from nablafx.training.polarity import align_output_polarity
+    from nablafx.training.polarity import PolarityGuard, align_output_polarity
     from nablafx.training.system import cosine_factor, tbptt_backward
 
     torch.set_num_threads(a.threads)
@@ -207,7 +207,7 @@ def child_nablafx(a) -> None:
     crops = torch.load(a.crops, weights_only=True)
     lr = float(keys.get("lr", 1e-3))
     tcfg = train_config(load_params(ROOT / "params.yaml"))
-    align = bool(a.overlay.get("align_polarity", tcfg.align_polarity))  # this project's trainer does it in A and B
+    align = a.overlay.get("align_polarity", tcfg.align_polarity)  # this project's trainer does it in A and B
     if a.setting == "A":
         loss_fn = WeightedLoss({"l1": 0.5, "mrstft": 0.5}, sample_rate=SAMPLE_RATE)
         clip, clip_algo, tbptt, sched = CLIP_VALUE, "value", 0, None
@@ -222,20 +222,23 @@ def child_nablafx(a) -> None:
         warmup = min(50, steps // 10)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_factor(s, warmup, steps))
     start = None
-    if align:
+    if align != "off":
         start = align_output_polarity(model, crops["x"][0], crops["y"][0], crops["knobs"][0], a.context)
+    guard = PolarityGuard() if align == "guard" else None
     losses = []
     t0 = time.perf_counter()
     for step, (x, y, knobs) in enumerate(zip(crops["x"], crops["y"], crops["knobs"])):
         opt.zero_grad(set_to_none=True)
         # EffectSystem.training_step's passes; a non-finite loss ends the run as an error
-        total, _ = tbptt_backward(model, loss_fn, x, y, knobs, a.context, tbptt, step=step)
+        total, _, corr_sums = tbptt_backward(model, loss_fn, x, y, knobs, a.context, tbptt, step=step)
         if clip > 0:
             if clip_algo == "value":
                 torch.nn.utils.clip_grad_value_(model.parameters(), clip)
             else:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
+        if guard is not None:
+            guard.observe(model, opt, corr_sums.tolist())
         if sched is not None:
             sched.step()
         losses.append(total)
@@ -243,6 +246,8 @@ def child_nablafx(a) -> None:
     model.eval()
     knobs_of = (lambda k: k) if model.n_knobs else (lambda k: None)
     extra = {} if start is None else {"start_corr": round(start["corr"], 4), "start_flipped": start["flipped"]}
+    if guard is not None:
+        extra["guard_flips"] = guard.flips
     _finish(a, sum(p.numel() for p in model.parameters()), losses, train_s,
             lambda x, knobs: model(x, knobs_of(knobs))[0], extra)
 
@@ -401,7 +406,11 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "the reference's."
         + (" nablafx's trainer starts polarity-aligned in both settings (params.yaml `train.align_polarity`): "
            "before the first step, if the untrained output anti-correlates with the first batch's target, its "
-           "read-out layer is negated (exact; the reference has no such step)." if meta.get("align_polarity") else ""),
+           "read-out layer is negated (exact; the reference has no such step)."
+           if meta.get("align_polarity") not in (None, False, "off") else "")
+        + (" During training it negates the read-out again (with its optimiser first moments) whenever the "
+           "training batches' output/target correlation, smoothed over steps, turns negative (`guard`)."
+           if meta.get("align_polarity") == "guard" else ""),
         "",
         "| device | family | setting | params ref / nablafx | ESR ref | ESR nablafx | MR-STFT ref | MR-STFT nablafx | "
         "ΔLU (absolute) ref / nablafx | nablafx ≤ ref (ESR, MR-STFT) | inverted settings ref / nablafx | train s ref / nablafx | "
@@ -455,10 +464,13 @@ def summary_lines(rows: list[dict]) -> list[str]:
         wins = {k: sum(_better(r["reference"], r["nablafx"], k) == "yes" for r in comparable) for k in ("esr", "mrstft")}
         inv = {s: sum(1 for r in sel if "error" not in r[s] and r[s]["inverted"]) for s in ("reference", "nablafx")}
         flipped = [r["nablafx"]["start_flipped"] for r in sel if "start_flipped" in r["nablafx"]]
+        guarded = [r["nablafx"]["guard_flips"] for r in sel if "guard_flips" in r["nablafx"]]
         lines.append(f"Setting {setting} ({SETTINGS[setting]}): nablafx ≤ reference on ESR in {wins['esr']} and on "
                      f"MR-STFT in {wins['mrstft']} of {len(comparable)} comparable (device, family) pairs; runs "
                      f"inverted: reference {inv['reference']}, nablafx {inv['nablafx']} of {len(sel)} each"
-                     + (f"; nablafx read-out negated at the start in {sum(flipped)} of {len(flipped)}." if flipped else "."))
+                     + (f"; nablafx read-out negated at the start in {sum(flipped)} of {len(flipped)}" if flipped else "")
+                     + (f", by the guard during training in {sum(1 for g in guarded if g)} of {len(guarded)}"
+                        if guarded else "") + ".")
     return lines
 
 
@@ -582,8 +594,8 @@ def main(argv=None) -> int:
                 "threads": a.threads, "seed": a.seed, "families": {f: FAMILIES[f][0] for f in families},
                 "devices": devices, "reference_repository": "mcomunita/nablafx", "reference_commit": commit,
                 "reference_commit_date": date, "settings": SETTINGS, "nablafx_set": a.overlay,
-                "align_polarity": bool(a.overlay.get("align_polarity",
-                                                     train_config(load_params(ROOT / "params.yaml")).align_polarity)),
+                "align_polarity": a.overlay.get("align_polarity",
+                                                train_config(load_params(ROOT / "params.yaml")).align_polarity),
                 "planned": len(devices) * len(families) * len(a.settings)}
         for device in devices:
             data = device_data(device, tmp)

@@ -337,7 +337,7 @@ class TrainConfig:
     num_workers: int = setting(ge=0)
     pre_emphasis: float = setting(ge=0)
     loss_floor_db: float = setting()  # ESR/DC energy floor, dB relative to the training targets' mean power
-    align_polarity: bool = setting()  # negate the read-out before step 0 if the output anti-correlates with the target
+    align_polarity: str = setting(choices=("off", "start", "guard"))  # read-out negated when the output anti-correlates
     loss: dict[str, float] = setting(choices=_loss_terms, what="loss term", ge=0, nonempty=True)
 
 

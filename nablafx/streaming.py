@@ -62,11 +62,11 @@ class StreamingModel(nn.Module):
             )
         return knobs.to(x.dtype)
 
-    def negate_output(self) -> bool:
+    def negate_output(self) -> list:
         """Negate the model's output exactly (``y → −y`` for every input, knobs and state) by
-        editing its parameters; False, changing nothing, where no such edit exists.  Used by
-        :func:`nablafx.training.polarity.align_output_polarity` before training starts."""
-        return False
+        editing its parameters; returns the parameters it negated, or ``[]``, changing nothing,
+        where no such edit exists (:mod:`nablafx.training.polarity`)."""
+        return []
 
     def config(self) -> dict:
         """Keyword arguments that rebuild this model through the registry (set by the builder)."""

@@ -101,7 +101,11 @@ def test_the_aligned_start_is_described_and_counted():
     assert "starts polarity-aligned in both settings" in md
     assert md.rstrip().endswith("runs inverted: reference 0, nablafx 0 of 3 each; nablafx read-out negated at the "
                                 "start in 2 of 3.")
-    model, _, _ = q.build_nablafx("s4", 2, overlay={"align_polarity": False})  # a trainer key: not the variant's
+    guarded = [{**r, "nablafx": {**r["nablafx"], "guard_flips": i}} for i, r in enumerate(rows)]
+    md = q.markdown({**meta, "align_polarity": "guard"}, guarded)
+    assert "turns negative (`guard`)" in md
+    assert md.rstrip().endswith("negated at the start in 2 of 3, by the guard during training in 2 of 3.")
+    model, _, _ = q.build_nablafx("s4", 2, overlay={"align_polarity": "off"})  # a trainer key: not the variant's
     assert model.n_knobs == 2
 
 

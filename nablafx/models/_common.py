@@ -51,12 +51,13 @@ def run_block(block, recompute: bool, *args):
     return block(*args)
 
 
-def negate_linear(layer: nn.Module) -> None:
-    """``layer(h) → −layer(h)``: negate its weight and bias in place."""
+def negate_linear(layer: nn.Module) -> list:
+    """``layer(h) → −layer(h)``: negate its weight and bias in place; returns them."""
+    params = [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]
     with torch.no_grad():
-        layer.weight.neg_()
-        if getattr(layer, "bias", None) is not None:
-            layer.bias.neg_()
+        for p in params:
+            p.neg_()
+    return params
 
 
 class ConditionedStack(StreamingModel):
@@ -76,11 +77,10 @@ class ConditionedStack(StreamingModel):
         return (self.cond.init_state(batch_size, device, dtype),
                 [b.init_state(batch_size, device, dtype) for b in self.blocks])
 
-    def negate_output(self) -> bool:
+    def negate_output(self) -> list:
         """The output is ``f(out(h))`` with ``f`` the identity or tanh (odd), so negating the read-out
         layer's weight and bias negates it exactly."""
-        negate_linear(self.out)
-        return True
+        return negate_linear(self.out)
 
     def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None, state=None):
         knobs = self.check_knobs(x, knobs)

@@ -64,13 +64,10 @@ class LSTMModel(StreamingModel):
     def receptive_field(self) -> int | None:
         return None
 
-    def negate_output(self) -> bool:
+    def negate_output(self) -> list:
         """Exact without the residual path (``out(h)``, then tanh or not, both odd); with it the
         output is ``out(h) + x`` and no parameter edit negates it."""
-        if self.residual:
-            return False
-        negate_linear(self.out)
-        return True
+        return [] if self.residual else negate_linear(self.out)
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         shape = (self.num_layers, batch_size, self.hidden_size)

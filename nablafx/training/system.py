@@ -27,7 +27,8 @@ from torch import nn
 
 from nablafx.streaming import detach_state
 from nablafx.training.losses import WeightedLoss
-from nablafx.training.polarity import align_output_polarity
+from nablafx.training.polarity import MODES as POLARITY_MODES
+from nablafx.training.polarity import PolarityGuard, align_output_polarity, correlation_sums
 
 
 def segment_bounds(length: int, context: int, tbptt: int) -> list[int]:
@@ -52,19 +53,21 @@ def cosine_factor(step: int, warmup_steps: int, max_steps: int) -> float:
 
 
 def tbptt_backward(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, knobs, context: int, tbptt: int,
-                   backward=torch.Tensor.backward, step: int = 0) -> tuple[float, dict]:
+                   backward=torch.Tensor.backward, step: int = 0) -> tuple[float, dict, torch.Tensor]:
     """One training step's forward and backward passes (no optimiser step): the chunk in
     :func:`segment_bounds` segments, the streaming state carried detached from one to the next, the
     loss on the samples after ``context``, each segment's loss weighted by its share of them and
     back-propagated through ``backward`` (Lightning's ``manual_backward`` in :class:`EffectSystem`).
-    Returns the step's weighted loss and loss terms; a non-finite loss raises FloatingPointError
-    naming ``step`` and the terms."""
+    Returns the step's weighted loss, its loss terms and the output/target correlation sums
+    (:func:`nablafx.training.polarity.correlation_sums` over the scored samples); a non-finite loss
+    raises FloatingPointError naming ``step`` and the terms."""
     knobs = knobs if getattr(model, "n_knobs", 0) else None
     total_len = x.shape[-1] - context
     bounds = segment_bounds(x.shape[-1], context, tbptt)
     state = None
     loss_sum = 0.0
     term_sums: dict[str, float] = {}
+    corr_sums = None  # on the model's device: no synchronisation unless the guard reads them
     for s0, s1 in zip(bounds[:-1], bounds[1:]):
         y_hat, state = model(x[..., s0:s1], knobs, state)
         keep = max(0, context - s0)
@@ -79,12 +82,14 @@ def tbptt_backward(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, 
                 + "); the last good checkpoint is kept"
             )
         weight = (s1 - s0 - keep) / total_len
+        sums = correlation_sums(y_hat[..., keep:], y[..., s0 + keep : s1])
+        corr_sums = sums if corr_sums is None else corr_sums + sums
         backward(loss * weight)
         loss_sum += float(loss.detach()) * weight
         for k, v in terms.items():
             term_sums[k] = term_sums.get(k, 0.0) + float(v.detach()) * weight
         state = detach_state(state)
-    return loss_sum, term_sums
+    return loss_sum, term_sums, corr_sums
 
 
 MONITOR = "val/esr"  # the validation metric that picks the best checkpoint (lower is better)
@@ -96,7 +101,7 @@ class EffectSystem(L.LightningModule):
                  grad_clip_algorithm: str = "norm", lr_schedule: str = "cosine", plateau_factor: float = 0.5,
                  plateau_patience: int = 20,
                  tbptt: int = 0, sample_rate: int = 48000, pre_emphasis: float = 0.0,
-                 signature: dict | None = None, loss_floor: float = 0.0, align_polarity: bool = False):
+                 signature: dict | None = None, loss_floor: float = 0.0, align_polarity: str = "off"):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -106,7 +111,10 @@ class EffectSystem(L.LightningModule):
         self.grad_clip_algorithm, self.lr_schedule = grad_clip_algorithm, lr_schedule
         self.plateau_factor, self.plateau_patience = plateau_factor, plateau_patience
         self.signature = signature or {}
+        if align_polarity not in POLARITY_MODES:
+            raise ValueError(f"align_polarity must be one of {', '.join(POLARITY_MODES)}, got {align_polarity!r}")
         self.align_polarity, self._aligned = align_polarity, False
+        self.polarity_guard = PolarityGuard() if align_polarity == "guard" else None
 
     def _mean_over_ranks(self, value: float) -> float:
         if self.trainer.world_size <= 1:
@@ -124,18 +132,25 @@ class EffectSystem(L.LightningModule):
         x, y, knobs = batch
         opt = self.optimizers()
         sched = self.lr_schedulers()
-        if self.align_polarity and self.global_step == 0 and not self._aligned:
+        if self.align_polarity != "off" and self.global_step == 0 and not self._aligned:
             self._aligned = True
             start = align_output_polarity(self.model, x, y, knobs, self.context, reduce=self._mean_over_ranks)
             self.print(f"polarity-aligned start: output/target correlation {start['corr']:+.3f}"
                        + (", read-out negated" if start["flipped"] else "")
                        + ("" if start["supported"] else " (this model cannot be negated exactly: left as is)"))
         opt.zero_grad(set_to_none=True)
-        loss_sum, term_sums = tbptt_backward(self.model, self.loss, x, y, knobs, self.context, self.tbptt,
-                                             backward=self.manual_backward, step=self.global_step)
+        loss_sum, term_sums, corr_sums = tbptt_backward(self.model, self.loss, x, y, knobs, self.context, self.tbptt,
+                                                        backward=self.manual_backward, step=self.global_step)
         if self.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm=self.grad_clip_algorithm)
         opt.step()
+        if self.polarity_guard is not None:
+            if self.trainer.world_size > 1:  # every rank decides on the sums over all ranks
+                corr_sums = self.trainer.strategy.reduce(corr_sums, reduce_op="sum")
+            if self.polarity_guard.observe(self.model, opt, corr_sums.tolist()):
+                self.print(f"polarity guard: output anti-correlated with the target (smoothed), read-out negated "
+                           f"at step {self.global_step}")
+            self.log("train/polarity_flips", float(self.polarity_guard.flips))
         if self.lr_schedule != "plateau":  # ReduceLROnPlateau steps after each validation (PlateauStep)
             sched.step()
         self.log("train/loss", loss_sum, prog_bar=True)
@@ -181,6 +196,12 @@ class EffectSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["nablafx_signature"] = self.signature
+        if self.polarity_guard is not None:
+            checkpoint["nablafx_polarity"] = self.polarity_guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.polarity_guard is not None and isinstance(checkpoint.get("nablafx_polarity"), dict):
+            self.polarity_guard.load_state_dict(checkpoint["nablafx_polarity"])
 
 
 PLATEAU_MONITOR = "val/loss"  # what ReduceLROnPlateau follows: the training objective on the validation set
