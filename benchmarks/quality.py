@@ -230,7 +230,8 @@ def child_nablafx(a) -> None:
     for step, (x, y, knobs) in enumerate(zip(crops["x"], crops["y"], crops["knobs"])):
         opt.zero_grad(set_to_none=True)
         # EffectSystem.training_step's passes; a non-finite loss ends the run as an error
-        total, _, corr_sums = tbptt_backward(model, loss_fn, x, y, knobs, a.context, tbptt, step=step)
+        total, _, corr_sums = tbptt_backward(model, loss_fn, x, y, knobs, a.context, tbptt, step=step,
+                                             correlate=guard is not None)
         if clip > 0:
             if clip_algo == "value":
                 torch.nn.utils.clip_grad_value_(model.parameters(), clip)

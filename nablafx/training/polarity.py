@@ -81,12 +81,8 @@ def align_output_polarity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kn
     corr = output_correlation(model, x, y, knobs, context)
     if reduce is not None:
         corr = float(reduce(corr))
-    flip = corr < 0
-    supported = True
-    if flip:
-        supported = negate(model)
-        flip = supported
-    return {"corr": corr, "flipped": flip, "supported": supported}
+    flipped = corr < 0 and negate(model)
+    return {"corr": corr, "flipped": flipped, "supported": corr >= 0 or flipped}
 
 
 class PolarityGuard:

@@ -53,13 +53,15 @@ def cosine_factor(step: int, warmup_steps: int, max_steps: int) -> float:
 
 
 def tbptt_backward(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, knobs, context: int, tbptt: int,
-                   backward=torch.Tensor.backward, step: int = 0) -> tuple[float, dict, torch.Tensor]:
+                   backward=torch.Tensor.backward, step: int = 0,
+                   correlate: bool = False) -> tuple[float, dict, torch.Tensor | None]:
     """One training step's forward and backward passes (no optimiser step): the chunk in
     :func:`segment_bounds` segments, the streaming state carried detached from one to the next, the
     loss on the samples after ``context``, each segment's loss weighted by its share of them and
     back-propagated through ``backward`` (Lightning's ``manual_backward`` in :class:`EffectSystem`).
-    Returns the step's weighted loss, its loss terms and the output/target correlation sums
-    (:func:`nablafx.training.polarity.correlation_sums` over the scored samples); a non-finite loss
+    Returns the step's weighted loss, its loss terms and, with ``correlate``, the output/target
+    correlation sums (:func:`nablafx.training.polarity.correlation_sums` over the scored samples;
+    else None: the polarity guard is their only reader); a non-finite loss
     raises FloatingPointError naming ``step`` and the terms."""
     knobs = knobs if getattr(model, "n_knobs", 0) else None
     total_len = x.shape[-1] - context
@@ -82,8 +84,9 @@ def tbptt_backward(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, 
                 + "); the last good checkpoint is kept"
             )
         weight = (s1 - s0 - keep) / total_len
-        sums = correlation_sums(y_hat[..., keep:], y[..., s0 + keep : s1])
-        corr_sums = sums if corr_sums is None else corr_sums + sums
+        if correlate:
+            sums = correlation_sums(y_hat[..., keep:], y[..., s0 + keep : s1])
+            corr_sums = sums if corr_sums is None else corr_sums + sums
         backward(loss * weight)
         loss_sum += float(loss.detach()) * weight
         for k, v in terms.items():
@@ -140,7 +143,8 @@ class EffectSystem(L.LightningModule):
                        + ("" if start["supported"] else " (this model cannot be negated exactly: left as is)"))
         opt.zero_grad(set_to_none=True)
         loss_sum, term_sums, corr_sums = tbptt_backward(self.model, self.loss, x, y, knobs, self.context, self.tbptt,
-                                                        backward=self.manual_backward, step=self.global_step)
+                                                        backward=self.manual_backward, step=self.global_step,
+                                                        correlate=self.polarity_guard is not None)
         if self.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm=self.grad_clip_algorithm)
         opt.step()

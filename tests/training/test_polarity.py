@@ -11,19 +11,20 @@ from nablafx.registry import build_model
 from nablafx.streaming import process_in_blocks
 from nablafx.training import system as system_mod
 from nablafx.training.losses import WeightedLoss
-from nablafx.training.polarity import PolarityGuard, align_output_polarity, correlation_sums, output_correlation
+from nablafx.training.polarity import (
+    PolarityGuard,
+    align_output_polarity,
+    correlation_sums,
+    output_correlation,
+)
 from nablafx.training.system import tbptt_backward
 
 from ..models.test_graybox import PARAMS
-from ..models.test_zoo import NAMES, VARIANTS, inputs, make
+from ..models.test_zoo import NAMES, VARIANTS, inputs, make, rel_err
 from .test_resume import _params, _train, prepared  # noqa: F401  (prepared: a fixture)
 
 # one variant per family and conditioning kind is enough for exactness; the paper ones are those trained
 EXACT = [n for n in NAMES if n.startswith("paper-") and n.endswith(("-32", "-45-s-16", "-b4-s4-c16"))]
-
-
-def _rms(t):
-    return float(t.pow(2).mean().sqrt())
 
 
 @pytest.mark.parametrize("name", EXACT)
@@ -35,10 +36,9 @@ def test_negate_output_is_exact_offline_and_streaming(name):
         assert len(model.negate_output()) == 2  # the read-out's weight and bias
         y_neg, _ = model(x, knobs)
         y_stream = process_in_blocks(model, x, knobs, 700)  # the state protocol is unchanged
-    tol = 1e-6 * _rms(y)
-    assert _rms(y) > 1e-4  # an output that could be told from its negation
-    assert torch.allclose(y_neg, -y, atol=tol, rtol=0), name
-    assert torch.allclose(y_stream, -y, atol=1e-5 * _rms(y), rtol=0), name
+    assert float(y.pow(2).mean().sqrt()) > 1e-4  # an output that could be told from its negation
+    assert rel_err(y_neg, -y) <= 1e-6, name
+    assert rel_err(y_stream, -y) <= 1e-5, name
 
 
 def test_every_black_box_variant_without_a_direct_path_can_be_negated():
@@ -209,3 +209,16 @@ def test_align_polarity_modes_match_the_config_choices():
 
     field = next(f for f in dataclasses.fields(TrainConfig) if f.name == "align_polarity")
     assert field.metadata["nablafx"].choices == MODES
+
+
+def test_correlation_sums_only_when_asked_and_over_the_scored_samples():
+    model = make("paper-tcn-f-45-s-16").double()
+    x, knobs = inputs(model, 2000, dtype=torch.float64)
+    y = torch.tanh(2 * x)
+    loss_fn = WeightedLoss({"l1": 1.0})
+    assert tbptt_backward(model, loss_fn, x, y, knobs, 300, 0)[2] is None
+    sums = tbptt_backward(model, loss_fn, x, y, knobs, 300, 600, correlate=True)[2]  # TBPTT: summed over segments
+    with torch.no_grad():
+        y_hat = model(x, knobs)[0][..., 300:]
+    want = correlation_sums(y_hat, y[..., 300:])
+    assert torch.allclose(sums, want, rtol=1e-9, atol=0)
