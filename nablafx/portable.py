@@ -115,8 +115,10 @@ def _leaf_paths(spec: tuple, path: str = "state") -> list[tuple[str, tuple]]:
 # --------------------------------------------------------------------------- S4 with real states
 class S4DExport(nn.Module):
     """An :class:`~nablafx.nn.ssm.S4D` layer for blocks of ``n`` samples with a real float64 state
-    ``(B, H, N/2, 2)`` (re, im): the PyTorch layer's chunk matrices as constants, the complex state
-    update written out in real arithmetic."""
+    ``(B, H, N/2, 2)`` (re, im): the PyTorch layer's chunk matrices as constants, and the states
+    before every chunk of a block in closed form, ``s_k = a^k s_0 + Σ_(j<k) a^(k-1-j) z_j``
+    (``a = dA^L``, z_j the state a chunk gathers from a zero start): one small real float64 matmul
+    per mode instead of a loop over the block's chunks."""
 
     def __init__(self, ssm, n: int):
         super().__init__()
@@ -124,33 +126,40 @@ class S4DExport(nn.Module):
         self.size = min(ssm.chunk, n)
         self.nc, self.rest = divmod(n, self.size)
         with torch.no_grad():
-            for tag, length in (("main", self.size), ("rest", self.rest)):
-                if length == 0:
+            dtA, _ = ssm._discrete()
+            for tag, length, count in (("main", self.size, self.nc), ("rest", self.rest, 1)):
+                if length == 0 or count == 0:
                     continue
-                conv, w_in, m_out, (_, _, pows), _ = ssm._matrices(length, torch.float32)
+                conv, w_in, m_out, _, _ = ssm._matrices(length, torch.float32)
                 if m_out is not None:  # FFT chunk (chunks above fft_above samples): not used for export
                     raise ExportError(f"S4 chunk of {length} samples uses the FFT path; export with chunk ≤ 2048")
                 self.register_buffer(f"{tag}_conv", conv.contiguous())  # (H, L + 2m, L)
                 self.register_buffer(f"{tag}_win", w_in.contiguous())  # (H, L, 2m)
-                a = pows[:, 1]  # dA^L, complex (H, m)
-                self.register_buffer(f"{tag}_ar", a.real.double().contiguous())
-                self.register_buffer(f"{tag}_ai", a.imag.double().contiguous())
+                self.register_buffer(f"{tag}_mix", self._mixer(dtA * length, count))
+
+    @staticmethod
+    def _mixer(log_a: torch.Tensor, count: int) -> torch.Tensor:
+        """(H, m, 2(c+1), 2(c+1)) float64: [re s_0..s_c, im s_0..s_c] = R @ [re z_0..z_(c-1), re s,
+        im z_0..z_(c-1), im s] for c chunks; ``log_a`` = dt·A·L, complex (H, m)."""
+        k = torch.arange(count + 1, dtype=torch.float64, device=log_a.device)
+        j = torch.arange(count + 1, dtype=torch.float64, device=log_a.device)
+        expo = k[:, None] - 1 - j[None, :]  # a^(k-1-j) from chunk j's input
+        expo[:, count] = k  # the column of the state before the block: a^k
+        live = (expo >= 0).to(torch.float64)
+        w = torch.exp(log_a[..., None, None] * expo.clamp_min(0)) * live  # (H, m, c+1, c+1) complex
+        return torch.cat([torch.cat([w.real, -w.imag], dim=-1), torch.cat([w.imag, w.real], dim=-1)], dim=-2).contiguous()
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
         return torch.zeros(batch_size, self.channels, self.modes, 2, dtype=torch.float64, device=device)
 
     def _chunks(self, u: torch.Tensor, s: torch.Tensor, tag: str):
-        conv, w_in = getattr(self, f"{tag}_conv"), getattr(self, f"{tag}_win")
-        ar, ai = getattr(self, f"{tag}_ar"), getattr(self, f"{tag}_ai")
+        conv, w_in, mix = getattr(self, f"{tag}_conv"), getattr(self, f"{tag}_win"), getattr(self, f"{tag}_mix")
         bsz, h, nc, length = u.shape
-        z = torch.matmul(u, w_in).double().reshape(bsz, h, nc, self.modes, 2)
-        prev = []
-        for k in range(nc):  # s ← z_k + dA^L ⊙ s (complex, written out)
-            prev.append(s)
-            sr, si = s[..., 0], s[..., 1]
-            s = torch.stack([z[:, :, k, :, 0] + ar * sr - ai * si, z[:, :, k, :, 1] + ar * si + ai * sr], dim=-1)
-        s_prev = torch.stack(prev, dim=2).reshape(bsz, h, nc, 2 * self.modes).to(u.dtype)
-        return torch.matmul(torch.cat([u, s_prev], dim=-1), conv), s
+        z = torch.matmul(u, w_in).double().reshape(bsz, h, nc, self.modes, 2).permute(0, 1, 3, 4, 2)  # (B, H, m, 2, nc)
+        v = torch.cat([z, s.unsqueeze(-1)], dim=-1).reshape(bsz, h, self.modes, 2 * (nc + 1), 1)
+        states = torch.matmul(mix, v).reshape(bsz, h, self.modes, 2, nc + 1)  # s_0 … s_nc (re, im)
+        s_prev = states[..., :nc].permute(0, 1, 4, 2, 3).reshape(bsz, h, nc, 2 * self.modes).to(u.dtype)
+        return torch.matmul(torch.cat([u, s_prev], dim=-1), conv), states[..., nc].contiguous()
 
     def forward(self, u: torch.Tensor, state=None):
         bsz, h, n = u.shape

@@ -222,6 +222,8 @@ class S4D(nn.Module):
         twice only (their gradients are zero-filled copies of the whole).
         """
         bsz, H, nc, n2 = z.shape
+        if nc + 1 < G:  # few chunks (a streaming block): one group just long enough, not G mostly empty chunks
+            G, inv_pows, pows = nc + 1, inv_pows[:, : nc + 1], pows[:, : nc + 2]
         ng = nc // G + 1
         z = torch.cat([z, z.new_zeros(bsz, H, ng * G - nc, n2)], dim=2).view(bsz, H, ng, G, n2)
         v = torch.cat([z.new_zeros(bsz, H, ng, 1, n2), z[:, :, :, : G - 1]], dim=3)

@@ -71,7 +71,8 @@ def test_gradients_reach_all_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("dt_max", [10.0, 100.0])  # fast decays: groups of 7 chunks; of 1 (a_L^-1 overflows)
+# slow decays: one group of just nc + 1 chunks (G would be 256); fast: groups of 7 chunks; of 1 (a_L^-1 overflows)
+@pytest.mark.parametrize("dt_max", [0.1, 10.0, 100.0])
 @pytest.mark.parametrize("grad", [False, True])
 def test_many_scan_groups_equal_recurrence(dt_max, grad):
     layer = _layer(chunk=8)
