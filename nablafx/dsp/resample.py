@@ -62,9 +62,13 @@ def upsample(x: torch.Tensor, kernel: torch.Tensor, factor: int,
     if history is None:
         history = x.new_zeros(batch, channels, p)
     xp = torch.cat([history.to(x.dtype), x], dim=-1)
-    w = (kernel.to(x.dtype) * factor).view(1, 1, n_taps)
-    up = F.conv_transpose1d(xp.reshape(batch * channels, 1, -1), w, stride=factor)
-    up = up[..., p * factor: (p + n) * factor].reshape(batch, channels, n * factor)
+    # polyphase: output n·factor + j = Σ_k factor·h[k·factor + j] · x[n − k], one ordinary convolution
+    # with ``factor`` output channels (phases), then interleaved (a strided transposed convolution
+    # takes a slow path on CPU)
+    taps = -(-n_taps // factor)
+    w = F.pad(kernel.to(x.dtype) * factor, (0, taps * factor - n_taps)).view(taps, factor).t().flip(-1)
+    up = F.conv1d(xp.reshape(batch * channels, 1, -1), w.unsqueeze(1).contiguous())  # (B·C, factor, p + n − taps + 1)
+    up = up[..., p - (taps - 1):].transpose(1, 2).reshape(batch, channels, n * factor)
     return up, xp[..., xp.shape[-1] - p:] if p > 0 else xp[..., :0]
 
 
