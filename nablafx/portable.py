@@ -174,8 +174,43 @@ class S4DExport(nn.Module):
         return (torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]), s
 
 
+class BlockLSTMExport(nn.Module):
+    """A :class:`~nablafx.nn.blockpool.CausalBlockLSTM` for calls of ``n`` samples where ``n`` divides
+    its pooling block (e.g. ``--block 64`` with blocks of 128): the position inside the block and the
+    running maximum become state tensors, and every call computes the LSTM step for the running
+    maximum but keeps it only when the call completes a block (a ``where``), so the graph is the same
+    on every call.  The condition this call uses is the LSTM output before it, as in PyTorch (a
+    call lies inside one block)."""
+
+    def __init__(self, pool, n: int):
+        super().__init__()
+        self.pool, self.n, self.block_size = pool, n, pool.block_size
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        st = self.pool.init_state(batch_size, device, dtype)
+        dim = self.pool.in_features
+        return {"pos": torch.zeros(1, dtype=torch.int64, device=st["h"].device),
+                "max": st["h"].new_zeros(batch_size, dim), "h": st["h"], "c": st["c"]}
+
+    def forward(self, z: torch.Tensor, extra, state: dict):
+        pos, h, c = state["pos"], state["h"], state["c"]
+        if not isinstance(pos, torch.Tensor):  # a PyTorch-layout state (a plain position, no running max yet)
+            pos = torch.full((1,), int(pos), dtype=torch.int64, device=z.device)
+        run_max = z.amax(-1)
+        if state["max"] is not None:
+            run_max = torch.where(pos == 0, run_max, torch.maximum(run_max, state["max"]))
+        if extra is not None and extra.dim() == 3:  # per-sample: the value at the block's last sample
+            extra = extra[..., -1]
+        _, h_step, c_step = self.pool.run_lstm(run_max[..., None], extra, h, c)
+        done = (pos + z.shape[-1]) == self.block_size
+        new = {"pos": torch.remainder(pos + z.shape[-1], self.block_size), "max": run_max,
+               "h": torch.where(done, h_step, h), "c": torch.where(done, c_step, c)}
+        return h[0][:, None, :], new
+
+
 def exportable_copy(model: nn.Module, block: int) -> nn.Module:
     """A copy of ``model`` whose every part runs in a fixed graph for blocks of ``block`` samples."""
+    from nablafx.nn.blockpool import CausalBlockLSTM
     from nablafx.nn.blocks import CausalConv1d
     from nablafx.nn.ssm import S4D
 
@@ -186,6 +221,8 @@ def exportable_copy(model: nn.Module, block: int) -> nn.Module:
         for name, child in list(module.named_children()):
             if isinstance(child, S4D):
                 setattr(module, name, S4DExport(child, block))
+            elif isinstance(child, CausalBlockLSTM) and block < child.block_size and child.block_size % block == 0:
+                setattr(module, name, BlockLSTMExport(child, block))
     return m
 
 
@@ -206,12 +243,18 @@ def _clocks(model: nn.Module) -> list[tuple[str, int]]:
 
 def export_blockers(model: nn.Module, block: int, fmt: str) -> list[str]:
     """Why ``model`` cannot be exported as ``fmt`` for blocks of ``block`` samples (empty: it can)."""
+    from nablafx.nn.blockpool import CausalBlockLSTM
+
+    pooled = {f"block-pooled conditioning ({name})" for name, mod in model.named_modules() if isinstance(mod, CausalBlockLSTM)}
     reasons = []
     for what, size in _clocks(model):
+        if what in pooled and size % block == 0:  # a divisor of the pooling block: BlockLSTMExport
+            continue
         if block % size:
+            fix = f"a multiple or a divisor of {size}" if what in pooled else f"a multiple of {size}"
             reasons.append(f"{what} pools blocks of {size} samples: its state holds the position inside the "
                            f"current block, which changes from call to call at --block {block}; export with "
-                           f"--block a multiple of {size}")
+                           f"--block {fix}")
     return reasons
 
 
@@ -406,7 +449,12 @@ def support_table(params: dict, n_knobs: int = 3) -> str:
             reasons = export_blockers(model, period, fmt)
             cells.append("yes" if not reasons else "no: " + reasons[0])
         kinds = sorted({what.split(" (")[0] for what, _ in clocks})
-        sizes = "any" if not clocks else f"multiples of {period} ({', '.join(kinds)})"
+        if not clocks:
+            sizes = "any"
+        elif kinds == ["block-pooled conditioning"] and len({size for _, size in clocks}) == 1:
+            sizes = f"multiples and divisors of {period} ({', '.join(kinds)})"
+        else:
+            sizes = f"multiples of {period} ({', '.join(kinds)})"
         lines.append(f"| {name} | {spec['family']} | {cells[0]} | {cells[1]} | {sizes} |")
     return "\n".join(lines)
 

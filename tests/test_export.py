@@ -89,29 +89,69 @@ def test_small_blocks_export_too(name, block, tmp_path):
     assert rel_err(y, ref) < 1e-5
 
 
-def _clocked() -> list[str]:
-    return [n for n in NAMES if export_blockers(make(n), 64, "onnx")]
+def _clocked(block: int = 64) -> list[str]:
+    return [n for n in NAMES if export_blockers(make(n), block, "onnx")]
 
 
 def test_blocked_exports_are_refused_for_the_listed_reason():
-    """Every variant the list blocks at --block 64 is refused with that reason, and the reason is real:
-    its state does change form from call to call at that block size."""
-    clocked = _clocked()
-    assert {VARIANTS[n].get("cond") for n in clocked if "cond" in VARIANTS[n]} == {"tfilm", "tinytfilm", "tvfilm", "tvconcat"}
-    assert "gb-comp-dyn-cond" in clocked
-    for name in clocked:
-        model = make(name)
-        reason = export_blockers(model, 64, "onnx")[0]
-        assert "pools blocks of 128 samples" in reason and "a multiple of 128" in reason
-        with pytest.raises(ExportError) as err:
-            build_graph(model, 64, "onnx")
-        assert str(err.value) == reason
-        with pytest.raises(ExportError, match="the state changes form"):
-            check_fixed_state(exportable_copy(model, 64), 64, model.n_knobs, 5)
+    """Every variant the list blocks is refused with that reason, and the reason is real: its state
+    does change form from call to call at that block size.  Block-pooled conditioning (blocks of 128)
+    is refused at 96 (neither a multiple nor a divisor); dynamic controllers (frames of 128) at 64."""
+    for block, fix in ((96, "a multiple or a divisor of 128"), (64, "a multiple of 128")):
+        clocked = _clocked(block)
+        if block == 96:
+            assert {VARIANTS[n].get("cond") for n in clocked if "cond" in VARIANTS[n]} == \
+                {"tfilm", "tinytfilm", "tvfilm", "tvconcat"}
+        else:
+            assert all(VARIANTS[n]["family"] == "graybox" for n in clocked)
+        assert "gb-comp-dyn-cond" in clocked
+        for name in clocked:
+            model = make(name)
+            reason = export_blockers(model, block, "onnx")[0]
+            assert "blocks of 128 samples" in reason, reason
+            if "block-pooled" in reason:
+                assert reason.endswith(fix) or block == 64, reason
+            with pytest.raises(ExportError) as err:
+                build_graph(model, block, "onnx")
+            assert str(err.value) == reason
+            with pytest.raises(ExportError, match="the state changes form"):
+                check_fixed_state(exportable_copy(model, block), block, model.n_knobs, 5)
+    clocked = _clocked(64)
     for name in NAMES:  # and every other variant exports at 64 (its state keeps its form)
         if name not in clocked:
             model = make(name)
             check_fixed_state(exportable_copy(model, 64), 64, model.n_knobs, 5)
+
+
+POOLED = [n for n in NAMES if VARIANTS[n].get("cond") in ("tfilm", "tinytfilm", "tvfilm", "tvconcat")
+          and not n.startswith("paper-")]
+
+
+@pytest.mark.parametrize("name", POOLED)
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_blocks_dividing_the_pooling_block_export(name, fmt, tmp_path):
+    """At --block 64 (half of a 128-sample pooling block) the exported model keeps the position and
+    the running maximum as state and streams like PyTorch, a knob change included."""
+    model = make(name)
+    block = 64
+    assert export_blockers(model, block, fmt) == []
+    data, desc = export_bytes(model, block, fmt)
+    path = tmp_path / f"m{FORMATS[fmt]}"
+    path.write_bytes(data)
+    y, ref = run_both(model, path, desc, block, seconds=0.3)
+    assert float(ref.pow(2).mean()) > 1e-8
+    assert rel_err(y, ref) < 1e-5, name
+
+
+def test_pooled_export_at_32_lstm_tvc(tmp_path):
+    """Four calls per pooling block (block 32), in the LSTM-TVC (the condition feeds the LSTM's input)."""
+    name = next(n for n in NAMES if VARIANTS[n].get("cond") == "tvconcat")
+    model = make(name)
+    data, desc = export_bytes(model, 32, "onnx")
+    path = tmp_path / f"m{FORMATS['onnx']}"
+    path.write_bytes(data)
+    y, ref = run_both(model, path, desc, 32, seconds=0.2)
+    assert rel_err(y, ref) < 1e-5, name
 
 
 def test_docs_list_is_current():
