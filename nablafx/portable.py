@@ -210,6 +210,7 @@ class BlockLSTMExport(nn.Module):
 
 def exportable_copy(model: nn.Module, block: int) -> nn.Module:
     """A copy of ``model`` whose every part runs in a fixed graph for blocks of ``block`` samples."""
+    from nablafx.controllers.dynamic import DynamicController
     from nablafx.nn.blockpool import CausalBlockLSTM
     from nablafx.nn.blocks import CausalConv1d
     from nablafx.nn.ssm import S4D
@@ -223,6 +224,9 @@ def exportable_copy(model: nn.Module, block: int) -> nn.Module:
                 setattr(module, name, S4DExport(child, block))
             elif isinstance(child, CausalBlockLSTM) and block < child.block_size and child.block_size % block == 0:
                 setattr(module, name, BlockLSTMExport(child, block))
+    for module in m.modules():
+        if isinstance(module, DynamicController) and block < module.hop and module.hop % block == 0:
+            module.fixed_block = block
     return m
 
 
@@ -243,18 +247,14 @@ def _clocks(model: nn.Module) -> list[tuple[str, int]]:
 
 def export_blockers(model: nn.Module, block: int, fmt: str) -> list[str]:
     """Why ``model`` cannot be exported as ``fmt`` for blocks of ``block`` samples (empty: it can)."""
-    from nablafx.nn.blockpool import CausalBlockLSTM
-
-    pooled = {f"block-pooled conditioning ({name})" for name, mod in model.named_modules() if isinstance(mod, CausalBlockLSTM)}
     reasons = []
     for what, size in _clocks(model):
-        if what in pooled and size % block == 0:  # a divisor of the pooling block: BlockLSTMExport
+        if size % block == 0:  # a divisor: BlockLSTMExport / DynamicController.fixed_block
             continue
         if block % size:
-            fix = f"a multiple or a divisor of {size}" if what in pooled else f"a multiple of {size}"
             reasons.append(f"{what} pools blocks of {size} samples: its state holds the position inside the "
                            f"current block, which changes from call to call at --block {block}; export with "
-                           f"--block {fix}")
+                           f"--block a multiple or a divisor of {size}")
     return reasons
 
 
@@ -451,9 +451,9 @@ def support_table(params: dict, n_knobs: int = 3) -> str:
         kinds = sorted({what.split(" (")[0] for what, _ in clocks})
         if not clocks:
             sizes = "any"
-        elif kinds == ["block-pooled conditioning"] and len({size for _, size in clocks}) == 1:
+        elif len({size for _, size in clocks}) == 1:
             sizes = f"multiples and divisors of {period} ({', '.join(kinds)})"
-        else:
+        else:  # several clocks: a divisor of one may not divide another
             sizes = f"multiples of {period} ({', '.join(kinds)})"
         lines.append(f"| {name} | {spec['family']} | {cells[0]} | {cells[1]} | {sizes} |")
     return "\n".join(lines)

@@ -95,43 +95,35 @@ def _clocked(block: int = 64) -> list[str]:
 
 def test_blocked_exports_are_refused_for_the_listed_reason():
     """Every variant the list blocks is refused with that reason, and the reason is real: its state
-    does change form from call to call at that block size.  Block-pooled conditioning (blocks of 128)
-    is refused at 96 (neither a multiple nor a divisor); dynamic controllers (frames of 128) at 64."""
-    for block, fix in ((96, "a multiple or a divisor of 128"), (64, "a multiple of 128")):
-        clocked = _clocked(block)
-        if block == 96:
-            assert {VARIANTS[n].get("cond") for n in clocked if "cond" in VARIANTS[n]} == \
-                {"tfilm", "tinytfilm", "tvfilm", "tvconcat"}
-        else:
-            assert all(VARIANTS[n]["family"] == "graybox" for n in clocked)
-        assert "gb-comp-dyn-cond" in clocked
-        for name in clocked:
-            model = make(name)
-            reason = export_blockers(model, block, "onnx")[0]
-            assert "blocks of 128 samples" in reason, reason
-            if "block-pooled" in reason:
-                assert reason.endswith(fix) or block == 64, reason
-            with pytest.raises(ExportError) as err:
-                build_graph(model, block, "onnx")
-            assert str(err.value) == reason
-            with pytest.raises(ExportError, match="the state changes form"):
-                check_fixed_state(exportable_copy(model, block), block, model.n_knobs, 5)
-    clocked = _clocked(64)
-    for name in NAMES:  # and every other variant exports at 64 (its state keeps its form)
-        if name not in clocked:
-            model = make(name)
-            check_fixed_state(exportable_copy(model, 64), 64, model.n_knobs, 5)
+    does change form from call to call at that block size.  Block-pooled conditioning and dynamic
+    controllers (blocks / frames of 128) are refused at 96, neither a multiple nor a divisor of 128."""
+    clocked = _clocked(96)
+    assert {VARIANTS[n].get("cond") for n in clocked if "cond" in VARIANTS[n]} == {"tfilm", "tinytfilm", "tvfilm", "tvconcat"}
+    assert "gb-comp-dyn-cond" in clocked
+    for name in clocked:
+        model = make(name)
+        reason = export_blockers(model, 96, "onnx")[0]
+        assert "pools blocks of 128 samples" in reason and reason.endswith("a multiple or a divisor of 128"), reason
+        with pytest.raises(ExportError) as err:
+            build_graph(model, 96, "onnx")
+        assert str(err.value) == reason
+        with pytest.raises(ExportError, match="the state changes form"):
+            check_fixed_state(exportable_copy(model, 96), 96, model.n_knobs, 5)
+    assert _clocked(64) == []
+    for name in NAMES:  # every variant exports at 64 (its state keeps its form)
+        model = make(name)
+        check_fixed_state(exportable_copy(model, 64), 64, model.n_knobs, 5)
 
 
 POOLED = [n for n in NAMES if VARIANTS[n].get("cond") in ("tfilm", "tinytfilm", "tvfilm", "tvconcat")
-          and not n.startswith("paper-")]
+          and not n.startswith("paper-")] + ["gb-comp-dyn-cond"]
 
 
 @pytest.mark.parametrize("name", POOLED)
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_blocks_dividing_the_pooling_block_export(name, fmt, tmp_path):
-    """At --block 64 (half of a 128-sample pooling block) the exported model keeps the position and
-    the running maximum as state and streams like PyTorch, a knob change included."""
+    """At --block 64 (half of a 128-sample pooling block or controller frame) the exported model keeps
+    the position and the running maximum as state and streams like PyTorch, a knob change included."""
     model = make(name)
     block = 64
     assert export_blockers(model, block, fmt) == []

@@ -36,6 +36,9 @@ class DynamicController(Controller):
         self.num_layers = num_layers
         self.lstm = nn.LSTM(2 + self.n_knobs, hidden, num_layers=num_layers, batch_first=True)
         self.readout = nn.Linear(hidden, n_params)
+        # export at a block size dividing the hop (nablafx.portable): the position becomes a state tensor
+        # and every call runs the LSTM step, kept only by the call that completes a frame
+        self.fixed_block: int | None = None
         with torch.no_grad():
             self.readout.weight.mul_(0.1)
             self.readout.bias.copy_(logit(self._defaults.clone()))
@@ -43,7 +46,8 @@ class DynamicController(Controller):
     def init_state(self, batch_size, device=None, dtype=None):
         dtype = dtype or self.readout.weight.dtype
         z = torch.zeros(self.num_layers, batch_size, self.hidden, device=device, dtype=dtype)
-        return {"pos": 0, "peak": torch.zeros(batch_size, device=device, dtype=dtype), "h": z, "c": z.clone()}
+        pos = 0 if self.fixed_block is None else torch.zeros(1, dtype=torch.int64, device=device)
+        return {"pos": pos, "peak": torch.zeros(batch_size, device=device, dtype=dtype), "h": z, "c": z.clone()}
 
     def _features(self, peaks: torch.Tensor, knobs: torch.Tensor | None) -> torch.Tensor:
         # peaks: (B, K) -> (B, K, 2 [+ n_knobs]); knobs: (B, K, n_knobs), each frame's value at its last sample
@@ -60,6 +64,8 @@ class DynamicController(Controller):
         peak, h, c = state["peak"], state["h"], state["c"]
         held = torch.sigmoid(self.readout(h[-1]))  # (B, P): parameters of the current frame
         ax = x.abs().amax(dim=1)  # (B, n)
+        if self.fixed_block is not None and isinstance(pos, torch.Tensor):
+            return self._fixed_block_call(ax, knobs, pos, peak, h, c, held)
         n_first = hop - pos  # samples that complete the current frame
         if n < n_first:
             new_peak = torch.maximum(peak, ax.amax(dim=-1)) if n else peak
@@ -83,6 +89,18 @@ class DynamicController(Controller):
         params = torch.repeat_interleave(values, torch.tensor(lengths, device=x.device), dim=1).transpose(1, 2)
         new_peak = rest[:, n_full * hop:].amax(dim=-1) if rem else torch.zeros_like(peak)
         return params.to(x.dtype), {"pos": rem, "peak": new_peak, "h": h, "c": c}
+
+
+    def _fixed_block_call(self, ax, knobs, pos, peak, h, c, held):
+        """One call of ``fixed_block`` samples (a divisor of the hop): the same graph on every call."""
+        n = ax.shape[-1]
+        run = torch.maximum(peak, ax.amax(dim=-1))  # the peak resets to 0 after a frame; |x| ≥ 0
+        frame_knobs = knobs_at(knobs, [n - 1]) if self.n_knobs else None
+        _, (h_step, c_step) = self.lstm(self._features(run[:, None], frame_knobs).to(h.dtype), (h, c))
+        done = (pos + n) == self.hop
+        params = held.unsqueeze(-1).expand(-1, -1, n).to(ax.dtype)
+        return params, {"pos": torch.remainder(pos + n, self.hop), "peak": torch.where(done, torch.zeros_like(run), run),
+                        "h": torch.where(done, h_step, h), "c": torch.where(done, c_step, c)}
 
 
 @register_controller("dynamic-cond")
