@@ -135,7 +135,11 @@ class S4DExport(nn.Module):
                     raise ExportError(f"S4 chunk of {length} samples uses the FFT path; export with chunk ≤ 2048")
                 self.register_buffer(f"{tag}_conv", conv.contiguous())  # (H, L + 2m, L)
                 self.register_buffer(f"{tag}_win", w_in.contiguous())  # (H, L, 2m)
-                self.register_buffer(f"{tag}_mix", self._mixer(dtA * length, count))
+                if count == 1:  # one chunk: s ← z + a ⊙ s written out (a batched 4 × 4 matmul per mode costs more)
+                    a = torch.exp(dtA * length)
+                    self.register_buffer(f"{tag}_a", torch.stack([a.real, a.imag], dim=-1).contiguous())  # (H, m, 2)
+                else:
+                    self.register_buffer(f"{tag}_mix", self._mixer(dtA * length, count))
 
     @staticmethod
     def _mixer(log_a: torch.Tensor, count: int) -> torch.Tensor:
@@ -153,8 +157,16 @@ class S4DExport(nn.Module):
         return torch.zeros(batch_size, self.channels, self.modes, 2, dtype=torch.float64, device=device)
 
     def _chunks(self, u: torch.Tensor, s: torch.Tensor, tag: str):
-        conv, w_in, mix = getattr(self, f"{tag}_conv"), getattr(self, f"{tag}_win"), getattr(self, f"{tag}_mix")
+        conv, w_in = getattr(self, f"{tag}_conv"), getattr(self, f"{tag}_win")
         bsz, h, nc, length = u.shape
+        if nc == 1:
+            a = getattr(self, f"{tag}_a")
+            z = torch.matmul(u, w_in).double().reshape(bsz, h, self.modes, 2)
+            sr, si, ar, ai = s[..., 0], s[..., 1], a[..., 0], a[..., 1]
+            s_new = torch.stack([z[..., 0] + ar * sr - ai * si, z[..., 1] + ar * si + ai * sr], dim=-1)
+            s_prev = s.reshape(bsz, h, 1, 2 * self.modes).to(u.dtype)
+            return torch.matmul(torch.cat([u, s_prev], dim=-1), conv), s_new
+        mix = getattr(self, f"{tag}_mix")
         z = torch.matmul(u, w_in).double().reshape(bsz, h, nc, self.modes, 2).permute(0, 1, 3, 4, 2)  # (B, H, m, 2, nc)
         v = torch.cat([z, s.unsqueeze(-1)], dim=-1).reshape(bsz, h, self.modes, 2 * (nc + 1), 1)
         states = torch.matmul(mix, v).reshape(bsz, h, self.modes, 2, nc + 1)  # s_0 … s_nc (re, im)
