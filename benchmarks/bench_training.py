@@ -133,8 +133,22 @@ def child_reference(reference: Path, config: str, a) -> dict:
     serve(step, model, a.device)
 
 
-def build_nablafx(config: str, num_controls: int, params_file: Path = ROOT / "params.yaml"):
-    """This project's model for reference config ``config``: ``(model, spec, variant)``."""
+def parse_sets(items: list[str]) -> dict:
+    """``--nablafx-set KEY=VALUE`` items → {key: value} (values read as YAML: true, 3, raw, …)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--nablafx-set: expected KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def build_nablafx(config: str, num_controls: int, params_file: Path = ROOT / "params.yaml", sets: dict | None = None):
+    """This project's model for reference config ``config``: ``(model, spec, variant)``; ``sets``
+    (from ``--nablafx-set``) laid over the variant after the config's own overrides."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.reference_params import variant_name
     from nablafx.config import load_params
@@ -142,7 +156,7 @@ def build_nablafx(config: str, num_controls: int, params_file: Path = ROOT / "pa
 
     variant = variant_name(Path(config).stem)
     _, spec = resolve_variant(load_params(params_file), variant)
-    spec = {**spec, **CONFIGS.get(config, {})}
+    spec = {**spec, **CONFIGS.get(config, {}), **(sets or {})}
     return build_model(spec, n_knobs=num_controls, key=f"variants.{variant}"), spec, variant
 
 
@@ -153,7 +167,7 @@ def child_nablafx(config: str, a) -> dict:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model, spec, _ = build_nablafx(config, a.num_controls)
+    model, spec, _ = build_nablafx(config, a.num_controls, sets=parse_sets(a.nablafx_set))
     model = model.to(a.device)
     loss_fn = WeightedLoss({"l1": 0.5, "mrstft": 0.5}).to(a.device)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.get("lr", 1e-3), betas=(0.9, 0.999), eps=1e-8)
@@ -304,7 +318,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"{meta['seconds']} s, gradient clipping by value at {CLIP_VALUE:g}, AdamW; median of "
         f"{meta['steps']} steps after {meta['warmup']} warm-up, the two sides' steps alternating. Speed-up: reference "
         "s/step ÷ nablafx s/step. Peak RSS: the process's maximum resident memory"
-        + (" (GPU: peak allocated)" if cuda else "") + ". Load: mean 1-minute load average before the timed steps of each side.",
+        + (" (GPU: peak allocated)" if cuda else "") + ". Load: mean 1-minute load average before the timed steps of each side."
+        + "".join(f" Every nablafx variant with `{k}: {v}` (`--nablafx-set`)." for k, v in meta.get("nablafx_set", {}).items()),
         "",
         *([f"**Partial: {len(rows)} of {meta['planned']} configs measured; the run was stopped or is still going.**", ""]
           if not meta.get("complete", True) else []),
@@ -341,6 +356,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
     ap.add_argument("--quick", action="store_true", help="smoke test: batch 2 × 0.25 s, 2 configs")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--nablafx-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="laid over every nablafx variant (e.g. recompute=true); recorded in the results")
     ap.add_argument("--child", choices=["reference", "nablafx"], help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
@@ -371,22 +388,24 @@ def main(argv=None) -> int:
                 "threads": a.threads, "loss": "0.5 L1 + 0.5 MR-STFT (auraloss defaults)",
                 "optimizer": "AdamW", "clip_grad_value": CLIP_VALUE, "reference_repository": "mcomunita/nablafx",
                 "reference_commit": commit, "reference_commit_date": date,
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "planned": len(configs)}
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "planned": len(configs),
+                "nablafx_set": parse_sets(a.nablafx_set)}
         for i, config in enumerate(configs):
             info = reference_info(tree, config)
-            model, _, variant = build_nablafx(config, info["num_controls"])
+            model, _, variant = build_nablafx(config, info["num_controls"], sets=meta["nablafx_set"])
             context = context_of(model)
             del model
             common = [sys.executable, str(Path(__file__).resolve()), "--reference", str(tree), "--config", config,
                       "--context", str(context), "--num-controls", str(info["num_controls"]), "--device", a.device,
                       "--batch", str(a.batch), "--seconds", str(a.seconds), "--steps", str(a.steps),
-                      "--warmup", str(a.warmup), "--threads", str(a.threads)]
+                      "--warmup", str(a.warmup), "--threads", str(a.threads),
+                      *[arg for item in a.nablafx_set for arg in ("--nablafx-set", item)]]
             res = run_pair({"reference": [*common, "--child", "reference"], "nablafx": [*common, "--child", "nablafx"]},
                            a.warmup, a.steps, i % 2, a.mem_limit_gb * 1024, a.timeout, a.threads)
             ref, our = res["reference"], res["nablafx"]
             speedup = (round(ref["s_per_step"] / our["s_per_step"], 2)
                        if "s_per_step" in ref and "s_per_step" in our else None)
-            rows.append({"config": config, "variant": variant, **info, "overrides": CONFIGS.get(config, {}),
+            rows.append({"config": config, "variant": variant, **info, "overrides": {**CONFIGS.get(config, {}), **meta["nablafx_set"]},
                          "context": context, "reference": ref, "nablafx": our, "speedup": speedup})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             # written after every pair, marked partial until the last: a stopped run keeps what it measured

@@ -112,3 +112,15 @@ def test_quick_run_against_the_reference(tmp_path):
     assert row["speedup"] > 0 and row["reference"]["peak_rss_mb"] > 100 and row["nablafx"]["peak_rss_mb"] > 100
     assert len(data["meta"]["reference_commit"]) == 40 and data["provenance"]["machine"]["load_avg"]
     assert out.with_suffix(".md").read_text().count("| `tcn/model_bb_tcn-45-s-16.yaml` |") == 1
+
+
+def test_nablafx_sets_reach_the_model_and_the_table():
+    sets = bt.parse_sets(["recompute=true", "hidden_size=8"])
+    assert sets == {"recompute": True, "hidden_size": 8}
+    model, spec, _ = bt.build_nablafx("lstm/model_bb-tbptt_lstm-96.yaml", 0, sets={"recompute": True})
+    assert model.recompute is True and spec["recompute"] is True
+    md = bt.markdown({"device": "cpu", "batch": 16, "seconds": 3.0, "threads": 2, "steps": 3, "warmup": 1,
+                      "reference_commit": "0123456789abcdef", "nablafx_set": {"recompute": True}}, [])
+    assert "Every nablafx variant with `recompute: True` (`--nablafx-set`)." in md
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bt.parse_sets(["recompute"])

@@ -35,7 +35,7 @@ LSTM_CONDS = ("concat", "tvconcat", "none")
 class LSTMModel(StreamingModel):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, hidden_size: int = 32,
                  num_layers: int = 1, residual: bool = True, cond: str = "concat", cond_dim: int = 16,
-                 cond_block: int = 128, output_tanh: bool = False):
+                 cond_block: int = 128, output_tanh: bool = False, recompute: bool = False):
         super().__init__()
         if hidden_size < 1:
             raise ConfigError(f"must be ≥ 1, got {hidden_size}", key="hidden_size")
@@ -59,6 +59,10 @@ class LSTMModel(StreamingModel):
         self.out = nn.Linear(hidden_size, 1)
         self.segment = 4096  # offline segment lengths on the CPU / elsewhere (see forward)
         self.gpu_segment = 32768
+        # training: keep only each segment's input and state and run the segment again in the backward
+        # pass (torch.utils.checkpoint): the LSTM's per-step activations of one segment at a time
+        # instead of the whole signal's, for one more forward pass
+        self.recompute = bool(recompute)
 
     @property
     def receptive_field(self) -> int | None:
@@ -85,7 +89,13 @@ class LSTMModel(StreamingModel):
             state = self.init_state(x.shape[0], x.device, x.dtype)
         # long signals run in segments carrying the state (exact): on the CPU 4096 samples, 3–6× faster;
         # on a GPU 32768, as cuDNN's LSTM fails on sequences of 65536 steps or more
-        return forward_in_segments(self._forward, x, knobs, state, self.segment, gpu_segment=self.gpu_segment)
+        step = self._recomputed if self.recompute and torch.is_grad_enabled() else self._forward
+        return forward_in_segments(step, x, knobs, state, self.segment, gpu_segment=self.gpu_segment)
+
+    def _recomputed(self, x, knobs, state):
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(self._forward, x, knobs, state, use_reentrant=False)
 
     def _forward(self, x, knobs, state):
         seq = x.transpose(1, 2)

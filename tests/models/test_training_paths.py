@@ -45,3 +45,44 @@ def test_training_routes_equal_plain_autograd(name):
     torch.testing.assert_close(y_ref, y_offline, rtol=1e-10, atol=1e-10)
     for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
         torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-10, msg=lambda m, p=pname: f"{name} {p}: {m}")
+
+
+@pytest.mark.parametrize("name", ["paper-lstm-32", "paper-lstm-tvc-32", "lstm-16"])
+def test_lstm_recompute_equals_plain_autograd(name):
+    """``recompute``: each offline segment (700 samples here, 5 of them) is run again in the
+    backward pass; outputs and gradients equal full back-propagation's through the whole signal."""
+    model = make(name, torch.float64).train()
+    model.segment = 700
+    x, knobs = inputs(model, 3000, torch.float64)
+    w = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    model.recompute = True
+    y, grads = _loss_and_grads(model, x, knobs, w)
+    model.recompute = False
+    y_ref, grads_ref = _loss_and_grads(model, x, knobs, w)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12, msg=lambda m, p=pname: f"{name} {p}: {m}")
+
+
+def test_lstm_recompute_keeps_less_for_the_backward_pass():
+    """What autograd keeps after the forward pass (bytes packed by saved-tensor hooks): with
+    ``recompute`` only the segments' inputs and states, a fraction of full back-propagation's."""
+    model = make("paper-lstm-96").train()
+    model.segment = 512
+    x, knobs = inputs(model, 8192)
+
+    def saved_bytes(recompute: bool) -> int:
+        model.recompute = recompute
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y, _ = model(x, knobs)
+        return total
+
+    full, recomputed = saved_bytes(False), saved_bytes(True)
+    assert recomputed < full / 4, (recomputed, full)
