@@ -103,21 +103,29 @@ def _stft(x: torch.Tensor, n_fft: int, hop: int, win: torch.Tensor) -> torch.Ten
     return torch.stft(x, n_fft, hop, win.shape[-1], win.to(x), return_complex=True)
 
 
+def _magnitude(X: torch.Tensor) -> torch.Tensor:
+    """``|X|`` of a complex tensor as √(re² + im²): the same values as ``X.abs()`` to float rounding
+    (no overflow at audio levels), and about 3× faster on the CPU than ``abs`` or a vector norm over
+    the (re, im) pairs."""
+    r = torch.view_as_real(X)
+    re, im = r[..., 0], r[..., 1]
+    return torch.addcmul(re * re, im, im).sqrt_()
+
+
 def _stft_adjoint(G: torch.Tensor, n_fft: int, hop: int, win: torch.Tensor, n: int) -> torch.Tensor:
     """The gradient of a real loss with respect to the signal, given ``G = ∂L/∂Re X + i·∂L/∂Im X``
     for ``X = _stft(x)`` (the transpose of the STFT): per frame ``Re Σ_f G_f e^(2πi f k/N)``
     (an inverse real FFT with the inner bins halved), windowed, overlap-added, and the reflect
-    padding folded back onto the samples it copied."""
-    G = G.transpose(1, 2).clone()  # (B, frames, bins)
-    G[..., 1 : n_fft // 2] *= 0.5
-    frames = torch.fft.irfft(G, n=n_fft, norm="forward")  # (B, frames, n_fft)
+    padding folded back onto the samples it copied.  ``G`` (B, bins, frames) is changed in place."""
+    G[:, 1 : n_fft // 2] *= 0.5
+    frames = torch.fft.irfft(G, n=n_fft, dim=1, norm="forward")  # (B, n_fft, frames): fold's layout
     w = win.to(frames)
     left = (n_fft - w.shape[-1]) // 2
-    frames = frames[..., left : left + w.shape[-1]] * w
+    frames = frames[:, left : left + w.shape[-1]] * w[:, None]
     pad = n_fft // 2
     length = n + 2 * pad
-    span = (frames.shape[1] - 1) * hop + w.shape[-1]  # from the first windowed sample to the last
-    out = torch.nn.functional.fold(frames.transpose(1, 2), (1, span), (1, w.shape[-1]), stride=(1, hop))
+    span = (frames.shape[-1] - 1) * hop + w.shape[-1]  # from the first windowed sample to the last
+    out = torch.nn.functional.fold(frames, (1, span), (1, w.shape[-1]), stride=(1, hop))
     out = torch.nn.functional.pad(out.reshape(out.shape[0], span), (left, length - left - span))
     dx = out[:, pad : pad + n].clone()
     dx[:, 1 : pad + 1] += out[:, :pad].flip(-1)
@@ -138,8 +146,8 @@ class _MRSTFT(torch.autograd.Function):
         n_res = len(loss.fft_sizes)
         for n_fft, hop, win in zip(loss.fft_sizes, loss.hop_sizes, loss.windows()):
             X = _stft(x, n_fft, hop, win)
-            ym = torch.linalg.vector_norm(torch.view_as_real(_stft(y, n_fft, hop, win)), dim=-1).clamp_min_(loss.floor)
-            mag = torch.linalg.vector_norm(torch.view_as_real(X), dim=-1)
+            ym = _magnitude(_stft(y, n_fft, hop, win)).clamp_min_(loss.floor)
+            mag = _magnitude(X)
             xm = mag.clamp_min(loss.floor)
             diff = ym - xm
             num = torch.linalg.vector_norm(diff)
@@ -153,7 +161,8 @@ class _MRSTFT(torch.autograd.Function):
                 scale = diff.mul_(-1.0 / (num * den).clamp_min(torch.finfo(num.dtype).tiny))
                 scale.addcdiv_(log_diff.sign_(), xm, value=1.0 / xm.numel())
                 scale.div_(xm).masked_fill_(mag < loss.floor, 0.0).div_(n_res)
-                grad += _stft_adjoint(X.mul_(scale), n_fft, hop, win, x.shape[-1])
+                torch.view_as_real(X).mul_(scale[..., None])  # X·scale in place (a real factor: no complex copy)
+                grad += _stft_adjoint(X, n_fft, hop, win, x.shape[-1])
         ctx.save_for_backward(grad.reshape(pred.shape) if want_grad else None)
         return (total / n_res).to(pred.dtype)
 
