@@ -120,6 +120,9 @@ class S4Model(ConditionedStack):
         h = self.inp(x)
         new_states = []
         for block, bstate in zip(self.blocks, block_states):
+            # recomputed blocks hold one block's saved tensors at a time: room for the input's spectrum
+            # (one FFT fewer in the backward pass)
+            block.ssm.keep_spectrum = self.recompute
             h, bstate = run_block(block, self.recompute, h, ctx, bstate)
             new_states.append(bstate)
         y = self.out(h)

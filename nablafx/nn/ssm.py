@@ -60,31 +60,34 @@ def fast_fft_length(n: int) -> int:
 class _FFTConv(torch.autograd.Function):
     """``y[b, h, t] = Σ_(j≤t) u[b, h, j] K[h, t − j]`` for t < T by FFTs of length ``nfft`` ≥ 2T − 1.
 
-    Backward: ``∂u = corr(g, K)``, ``∂K = Σ_b corr(g, u)``; u is kept (half the size of its
-    spectrum) and transformed again there.
+    Backward: ``∂u = corr(g, K)``, ``∂K = Σ_b corr(g, u)``.  With ``keep_spectrum`` the input's
+    spectrum is kept for it (twice the size of u, one FFT fewer: what the S4 blocks use, which are
+    recomputed one at a time in the backward pass so only one block's spectrum is ever held);
+    otherwise u is kept and transformed again there.
     """
 
     @staticmethod
-    def forward(ctx, u, K, nfft: int):
+    def forward(ctx, u, K, nfft: int, keep_spectrum: bool = False):
         n = u.shape[-1]
         Uf = torch.fft.rfft(u, n=nfft)
         Kf = torch.fft.rfft(K, n=nfft)
         y = torch.fft.irfft(Uf * Kf, n=nfft)[..., :n].contiguous()
-        ctx.save_for_backward(u, Kf)
-        ctx.n, ctx.nfft = n, nfft
+        ctx.save_for_backward(Uf if keep_spectrum else u, Kf)
+        ctx.n, ctx.nfft, ctx.keep_spectrum = n, nfft, keep_spectrum
         return y
 
     @staticmethod
     def backward(ctx, g):
-        u, Kf = ctx.saved_tensors
+        saved, Kf = ctx.saved_tensors
         n, nfft = ctx.n, ctx.nfft
         Gf = torch.fft.rfft(g, n=nfft)
         du = dK = None
         if ctx.needs_input_grad[0]:
             du = torch.fft.irfft(Gf * Kf.conj(), n=nfft)[..., :n]
         if ctx.needs_input_grad[1]:
-            dK = torch.fft.irfft((Gf * torch.fft.rfft(u, n=nfft).conj()).sum(0), n=nfft)[..., :n]
-        return du, dK, None
+            Uf = saved if ctx.keep_spectrum else torch.fft.rfft(saved, n=nfft)
+            dK = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=nfft)[..., :n]
+        return du, dK, None, None
 
 
 class S4D(nn.Module):
@@ -104,6 +107,7 @@ class S4D(nn.Module):
         self.chunk = chunk
         self.fft_above = fft_above
         self.fft_train = True  # the FFT route while training (False: the chunk scan, for comparisons)
+        self.keep_spectrum = False  # FFT route: keep the input's spectrum for the backward pass (S4Block sets it)
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
         self.log_A_real = nn.Parameter(torch.full((channels, n2), math.log(0.5)))
@@ -277,7 +281,7 @@ class S4D(nn.Module):
         """u: (B, H, T) → (y (B, H, T), state (B, H, N/2) complex)."""
         bsz, H, n = u.shape
         if self.fft_train and torch.is_grad_enabled() and n > self.chunk and (state is None or not bool(state.any())):
-            y = _FFTConv.apply(u, self._kernel(n, u.dtype), fast_fft_length(2 * n - 1))
+            y = _FFTConv.apply(u, self._kernel(n, u.dtype), fast_fft_length(2 * n - 1), self.keep_spectrum)
             return y, self._end_state(u)
         s = self.init_state(bsz, u.device, u.dtype) if state is None else state
         L = min(self.chunk, n) if n else 1

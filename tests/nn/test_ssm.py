@@ -87,9 +87,11 @@ def test_many_scan_groups_equal_recurrence(dt_max, grad):
     torch.testing.assert_close(s, s_ref, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("keep_spectrum", [False, True])  # FFT route: u or its spectrum kept for the backward pass
 @pytest.mark.parametrize("start", ["zero", "given"])  # training: FFT convolution / the chunk scan
-def test_gradients_equal_the_recurrences(start):
+def test_gradients_equal_the_recurrences(start, keep_spectrum):
     layer = _layer(chunk=8)
+    layer.keep_spectrum = keep_spectrum
     with torch.no_grad():
         layer.log_dt.copy_(torch.linspace(-4.6, 0.0, 6))  # slow and fast modes: several scan groups
     u = torch.randn(2, 6, 301, dtype=torch.float64, requires_grad=True)
