@@ -45,6 +45,9 @@ def design_kernel(factor: int, taps_per_phase: int = 32, cutoff: float = 0.9, be
     return h
 
 
+MATMUL_MAX = 8192  # upsample: blocks up to this many samples as one matmul of sliding windows
+
+
 def up_history_len(n_taps: int, factor: int) -> int:
     """Base-rate samples of history the interpolator needs."""
     return math.ceil((n_taps - 1) / factor)
@@ -62,13 +65,18 @@ def upsample(x: torch.Tensor, kernel: torch.Tensor, factor: int,
     if history is None:
         history = x.new_zeros(batch, channels, p)
     xp = torch.cat([history.to(x.dtype), x], dim=-1)
-    # polyphase: output n·factor + j = Σ_k factor·h[k·factor + j] · x[n − k], one ordinary convolution
-    # with ``factor`` output channels (phases), then interleaved (a strided transposed convolution
-    # takes a slow path on CPU)
+    # polyphase: output n·factor + j = Σ_k factor·h[k·factor + j] · x[n − k].  Short blocks: one matmul
+    # of the input's sliding windows with the (taps, factor) phase matrix, whose rows come out already
+    # interleaved; long signals: one convolution with ``factor`` output channels, then interleaved
+    # (both beat the strided transposed convolution on the CPU: 17 vs 31 µs at 64 samples)
     taps = -(-n_taps // factor)
-    w = F.pad(kernel.to(x.dtype) * factor, (0, taps * factor - n_taps)).view(taps, factor).t().flip(-1)
-    up = F.conv1d(xp.reshape(batch * channels, 1, -1), w.unsqueeze(1).contiguous())  # (B·C, factor, p + n − taps + 1)
-    up = up[..., p - (taps - 1):].transpose(1, 2).reshape(batch, channels, n * factor)
+    w = F.pad(kernel.to(x.dtype) * factor, (0, taps * factor - n_taps)).view(taps, factor)  # w[k, j] = f·h[k·f + j]
+    flat = xp.reshape(batch * channels, -1)[:, p - (taps - 1):]
+    if n <= MATMUL_MAX:
+        up = torch.matmul(flat.unfold(-1, taps, 1), w.flip(0)).reshape(batch, channels, n * factor)
+    else:
+        up = F.conv1d(flat.unsqueeze(1), w.t().flip(-1).unsqueeze(1).contiguous())  # (B·C, factor, n)
+        up = up.transpose(1, 2).reshape(batch, channels, n * factor)
     return up, xp[..., xp.shape[-1] - p:] if p > 0 else xp[..., :0]
 
 

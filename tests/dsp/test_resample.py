@@ -103,16 +103,18 @@ def test_aliasing_db_of_a_clean_and_an_aliased_signal():
 
 @pytest.mark.parametrize("factor", [2, 3, 4, 8])
 @pytest.mark.parametrize("n_taps", [None, 20])  # the designed kernel (tpp·factor + 1 taps); an arbitrary length
-def test_upsample_equals_zero_insertion_and_scipy_filter(factor, n_taps):
+@pytest.mark.parametrize("n", [300, 2 * 8192 + 300])  # short blocks (a matmul of windows), long ones (a convolution)
+def test_upsample_equals_zero_insertion_and_scipy_filter(factor, n_taps, n):
     """Upsampling = insert factor − 1 zeros after each sample, filter with factor·h (scipy, float64),
     with and without carried history (its first block starts from silence)."""
     h = design_kernel(factor) if n_taps is None else np.random.default_rng(factor).standard_normal(n_taps)
-    x = np.random.default_rng(1).standard_normal((2, 1, 300))
-    zi = np.zeros((2, 1, 300 * factor))
+    x = np.random.default_rng(1).standard_normal((2, 1, n))
+    zi = np.zeros((2, 1, n * factor))
     zi[..., ::factor] = x
     ref = ss.lfilter(factor * h, [1.0], zi, axis=-1)
     k = torch.tensor(h)
-    up, hist = upsample(torch.tensor(x[..., :120]), k, factor)
-    up2, _ = upsample(torch.tensor(x[..., 120:]), k, factor, hist)
+    first = n // 2 - 30
+    up, hist = upsample(torch.tensor(x[..., :first]), k, factor)
+    up2, _ = upsample(torch.tensor(x[..., first:]), k, factor, hist)
     got = torch.cat([up, up2], -1).numpy()
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
