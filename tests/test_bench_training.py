@@ -124,3 +124,26 @@ def test_nablafx_sets_reach_the_model_and_the_table():
     assert "Every nablafx variant with `recompute: True` (`--nablafx-set`)." in md
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bt.parse_sets(["recompute"])
+
+
+def test_readme_section_comes_from_the_results_file(tmp_path):
+    import json
+
+    rows = [{"config": "lstm/model_bb-tbptt_lstm-96.yaml", "overrides": {}, "reference": _side(3.0),
+             "nablafx": _side(1.5, 2048.0), "speedup": 2.0},
+            {"config": "lstm/model_bb_lstm-32.yaml", "overrides": {"residual": True}, "reference": _side(2.0),
+             "nablafx": {"error": "stopped"}, "speedup": None}]
+    prov = {"commit": "a" * 40, "machine": {"cpu": "CPU X", "load_avg": [1.0, 1.0, 1.0]}}
+    results = tmp_path / "training_cpu.json"
+    meta = {"threads": 2, "batch": 16, "seconds": 3.0, "reference_commit": "b" * 40}
+    results.write_text(json.dumps({"provenance": prov, "meta": {**meta, "complete": True}, "rows": rows}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bt.BEGIN}\nold\n{bt.END}\nafter\n")
+    bt.update_readme(readme, results, "python benchmarks/bench_training.py --readme README.md")
+    text = readme.read_text()
+    assert "| LSTM-96 (TBPTT) | 3.00 | 1.50 | 2.00× | 1.00 / 2.00 GB |" in text
+    assert "| LSTM-32, residual | 2.00 | — | — | 1.00 / — GB |" in text
+    assert "commit aaaaaaaaaaaa, reference bbbbbbbbbbbb" in text and "old" not in text and text.endswith("after\n")
+    results.write_text(json.dumps({"provenance": prov, "meta": {**meta, "complete": False}, "rows": rows}))
+    with pytest.raises(SystemExit, match="partial"):
+        bt.update_readme(readme, results, "cmd")
