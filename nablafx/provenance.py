@@ -19,13 +19,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_PATHS = ("nablafx", "stages", "benchmarks", "scripts", "dvc.yaml", "pyproject.toml", "uv.lock")
+OUTPUT_PATHS = ("benchmarks/results",)  # inside CODE_PATHS but written by runs: a benchmark's results
 
 
 def git_state(root: str | Path = ROOT) -> dict:
     """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding ``root``.
 
-    ``dirty`` is true when tracked *code* differs from the commit (:data:`CODE_PATHS`): stage
-    outputs, dvc.lock and params.yaml change during ordinary runs (params are in ``params_hash``).
+    ``dirty`` is true when tracked *code* differs from the commit (:data:`CODE_PATHS`, less
+    :data:`OUTPUT_PATHS`): stage outputs, benchmark results, dvc.lock and params.yaml change during
+    ordinary runs (params are in ``params_hash``).
     """
 
     def git(*args):
@@ -36,7 +38,8 @@ def git_state(root: str | Path = ROOT) -> dict:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": None, "dirty": None}
-        status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+        status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS,
+                     *[f":(exclude){p}" for p in OUTPUT_PATHS])
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}

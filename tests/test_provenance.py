@@ -42,11 +42,19 @@ def test_dirty_flag_follows_code_not_outputs(tmp_path):
     (tmp_path / "nablafx").mkdir()
     (tmp_path / "nablafx" / "m.py").write_text("x = 1\n")
     (tmp_path / "metrics.json").write_text("{}\n")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("old\n")
+    (tmp_path / "benchmarks" / "b.py").write_text("y = 1\n")
     git("add", ".")
     git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "init")
     assert git_state(tmp_path)["dirty"] is False
     (tmp_path / "metrics.json").write_text('{"esr": 1}\n')  # a stage output changed: not dirty
     assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("new\n")  # an earlier benchmark's results: not dirty
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "benchmarks" / "b.py").write_text("y = 2\n")  # a benchmark's code: dirty
+    assert git_state(tmp_path)["dirty"] is True
+    (tmp_path / "benchmarks" / "b.py").write_text("y = 1\n")
     (tmp_path / "nablafx" / "m.py").write_text("x = 2\n")
     assert git_state(tmp_path)["dirty"] is True
 
