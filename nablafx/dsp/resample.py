@@ -72,7 +72,7 @@ def upsample(x: torch.Tensor, kernel: torch.Tensor, factor: int,
     taps = -(-n_taps // factor)
     w = F.pad(kernel.to(x.dtype) * factor, (0, taps * factor - n_taps)).view(taps, factor)  # w[k, j] = f·h[k·f + j]
     flat = xp.reshape(batch * channels, -1)[:, p - (taps - 1):]
-    if n <= MATMUL_MAX:
+    if n <= MATMUL_MAX and not torch.jit.is_tracing():  # (the ONNX exporter has no Unfold of unknown size)
         up = torch.matmul(flat.unfold(-1, taps, 1), w.flip(0)).reshape(batch, channels, n * factor)
     else:
         up = F.conv1d(flat.unsqueeze(1), w.t().flip(-1).unsqueeze(1).contiguous())  # (B·C, factor, n)
