@@ -59,6 +59,14 @@ def run_both(model, path, desc, block: int, seconds: float = 1.0):
     return torch.cat(ys, dim=-1), ref
 
 
+def export_and_run(model, block: int, fmt: str, tmp_path, seconds: float = 1.0):
+    """Export ``model`` for ``block``, write it under ``tmp_path`` and run both (:func:`run_both`)."""
+    data, desc = export_bytes(model, block, fmt)
+    path = tmp_path / f"m{FORMATS[fmt]}"
+    path.write_bytes(data)
+    return run_both(model, path, desc, block, seconds)
+
+
 def rel_err(a, b) -> float:
     return float((a - b).abs().max() / b.pow(2).mean().sqrt().clamp_min(1e-12))
 
@@ -69,10 +77,7 @@ def test_exported_model_streams_like_pytorch(name, fmt, tmp_path):
     model = make(name)
     block = 512
     assert export_blockers(model, block, fmt) == []
-    data, desc = export_bytes(model, block, fmt)
-    path = tmp_path / f"m{FORMATS[fmt]}"
-    path.write_bytes(data)
-    y, ref = run_both(model, path, desc, block)
+    y, ref = export_and_run(model, block, fmt, tmp_path)
     assert y.shape == ref.shape and float(ref.pow(2).mean()) > 1e-8
     assert rel_err(y, ref) < 1e-5, name
 
@@ -82,10 +87,7 @@ def test_exported_model_streams_like_pytorch(name, fmt, tmp_path):
                                          ("gb-comp-dyn-cond", 128)])  # one frame per block: no empty run
 def test_small_blocks_export_too(name, block, tmp_path):
     model = make(name)
-    data, desc = export_bytes(model, block, "onnx")
-    path = tmp_path / "m.onnx"
-    path.write_bytes(data)
-    y, ref = run_both(model, path, desc, block, seconds=0.3)
+    y, ref = export_and_run(model, block, "onnx", tmp_path, seconds=0.3)
     assert rel_err(y, ref) < 1e-5
 
 
@@ -127,10 +129,7 @@ def test_blocks_dividing_the_pooling_block_export(name, fmt, tmp_path):
     model = make(name)
     block = 64
     assert export_blockers(model, block, fmt) == []
-    data, desc = export_bytes(model, block, fmt)
-    path = tmp_path / f"m{FORMATS[fmt]}"
-    path.write_bytes(data)
-    y, ref = run_both(model, path, desc, block, seconds=0.3)
+    y, ref = export_and_run(model, block, fmt, tmp_path, seconds=0.3)
     assert float(ref.pow(2).mean()) > 1e-8
     assert rel_err(y, ref) < 1e-5, name
 
@@ -139,10 +138,7 @@ def test_pooled_export_at_32_lstm_tvc(tmp_path):
     """Four calls per pooling block (block 32), in the LSTM-TVC (the condition feeds the LSTM's input)."""
     name = next(n for n in NAMES if VARIANTS[n].get("cond") == "tvconcat")
     model = make(name)
-    data, desc = export_bytes(model, 32, "onnx")
-    path = tmp_path / f"m{FORMATS['onnx']}"
-    path.write_bytes(data)
-    y, ref = run_both(model, path, desc, 32, seconds=0.2)
+    y, ref = export_and_run(model, 32, "onnx", tmp_path, seconds=0.2)
     assert rel_err(y, ref) < 1e-5, name
 
 
