@@ -47,6 +47,7 @@ from torch import nn
 
 from nablafx import fileio
 from nablafx.errors import ConfigError
+from nablafx.streaming import step_on_block_end
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 OPSET = 18
@@ -214,9 +215,9 @@ class BlockLSTMExport(nn.Module):
         if extra is not None and extra.dim() == 3:  # per-sample: the value at the block's last sample
             extra = extra[..., -1]
         _, h_step, c_step = self.pool.run_lstm(run_max[..., None], extra, h, c)
-        done = (pos + z.shape[-1]) == self.block_size
-        new = {"pos": torch.remainder(pos + z.shape[-1], self.block_size), "max": run_max,
-               "h": torch.where(done, h_step, h), "c": torch.where(done, c_step, c)}
+        # the running max is kept as it is: the next call restarts it (pos == 0) after a completed block
+        new = step_on_block_end(pos, z.shape[-1], self.block_size, {"h": h_step, "c": c_step},
+                                {"pos": pos, "max": run_max, "h": h, "c": c})
         return h[0][:, None, :], new
 
 

@@ -147,6 +147,20 @@ def knobs_at(knobs: torch.Tensor, index: torch.Tensor | list[int]) -> torch.Tens
     return knobs[..., index].transpose(1, 2)
 
 
+def step_on_block_end(pos: torch.Tensor, n: int, period: int, stepped: dict, kept: dict) -> dict:
+    """The fixed-graph state update of a call of ``n`` samples, ``n`` a divisor of ``period`` (the
+    pooling block of a block LSTM or the frame of a dynamic controller), used by exports
+    (:mod:`nablafx.portable`): every call computed the step (``stepped``); only the call that
+    completes a period keeps it (a ``where``, so the graph is the same on every call).  ``pos`` is
+    the position inside the period, a tensor of shape (1,).  Returns ``kept`` (the state as it is
+    without a step; its key order is the state's layout) with each key of ``stepped`` chosen per
+    call and ``pos`` advanced."""
+    done = (pos + n) == period
+    return {key: torch.remainder(pos + n, period) if key == "pos"
+            else torch.where(done, stepped[key], value) if key in stepped else value
+            for key, value in kept.items()}
+
+
 class StreamEngine:
     """A model in a host's real-time loop: fixed-size blocks, carried state, smoothed knob changes.
 

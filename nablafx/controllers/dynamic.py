@@ -19,7 +19,7 @@ from torch import nn
 from nablafx.controllers.base import Controller, logit, register_controller
 from nablafx.dsp.gain import amplitude_to_db
 from nablafx.errors import ConfigError
-from nablafx.streaming import knobs_at
+from nablafx.streaming import knobs_at, step_on_block_end
 
 
 @register_controller("dynamic")
@@ -97,10 +97,9 @@ class DynamicController(Controller):
         run = torch.maximum(peak, ax.amax(dim=-1))  # the peak resets to 0 after a frame; |x| ≥ 0
         frame_knobs = knobs_at(knobs, [n - 1]) if self.n_knobs else None
         _, (h_step, c_step) = self.lstm(self._features(run[:, None], frame_knobs).to(h.dtype), (h, c))
-        done = (pos + n) == self.hop
         params = held.unsqueeze(-1).expand(-1, -1, n).to(ax.dtype)
-        return params, {"pos": torch.remainder(pos + n, self.hop), "peak": torch.where(done, torch.zeros_like(run), run),
-                        "h": torch.where(done, h_step, h), "c": torch.where(done, c_step, c)}
+        return params, step_on_block_end(pos, n, self.hop, {"h": h_step, "c": c_step, "peak": torch.zeros_like(run)},
+                                         {"pos": pos, "peak": run, "h": h, "c": c})
 
 
 @register_controller("dynamic-cond")
