@@ -73,13 +73,14 @@ class BlockModulation(nn.Module):
         bsz, _, nseg = ss.shape
         n = h.shape[-1]
         per_sample = bool(self.n_knobs) and knobs is not None and knobs.dim() == 3
-        if nseg == 1 or per_sample or not torch.is_grad_enabled():
+        if nseg == 1 or per_sample:
             ss = expand_blocks(ss, pos, n, block_size)  # (B, 2C, T or 1)
             if per_sample:  # per-sample knobs: their term per sample
                 ss = ss + torch.matmul(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
             return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
-        # training: h laid out as (B, C, S, block) on the block grid and the per-block values broadcast,
-        # instead of expanding them to every sample (two signal-sized tensors kept per layer)
+        # h laid out as (B, C, S, block) on the block grid and the per-block values broadcast, instead of
+        # expanding them to every sample: no copy at all for a call on the grid (pos 0, whole blocks), and in
+        # training two signal-sized tensors fewer kept per layer
         tail = nseg * block_size - pos - n
         hp = torch.nn.functional.pad(h, (pos, tail)) if pos or tail else h
         y = torch.addcmul(ss[:, self.channels :, :, None], hp.reshape(bsz, self.channels, nseg, block_size),
