@@ -63,3 +63,41 @@ def test_a_child_that_dies_is_an_error_not_a_hang(monkeypatch):
     monkeypatch.setattr(rt, "_memory_child", die)
     with pytest.raises(RuntimeError, match=r"memory probe: the child process ended \(exit code 3\) without a result"):
         rt.peak_memory_mib({"family": "tcn"})
+
+
+def test_group_names_and_the_group_table_count_targets():
+    assert rt.group_of("paper-tcn-f-45-s-16") == "paper-tcn-f"
+    assert rt.group_of("paper-s4-tvf-b8-s32-c16") == "paper-s4-tvf"
+    assert rt.group_of("paper-lstm-tvc-96") == "paper-lstm-tvc"
+    assert rt.group_of("s4-tvf-b8-s32-c16") == "s4-tvf" and rt.group_of("tcn-45-film") == "tcn"
+
+    def row(v, path, block, rtf, p99=0.1):
+        return {"variant": v, "path": path, "block": block, "rtf": rtf, "p99_share": p99}
+
+    data = {"variants": [{"variant": "paper-tcn-45-s-16"}, {"variant": "paper-tcn-250-l-16"},
+                         {"variant": "paper-s4-b4-s32-c16"}],
+            "rows": [row("paper-tcn-45-s-16", "eager", 64, 1.5), row("paper-tcn-45-s-16", "onnx", 64, 3.0),
+                     row("paper-tcn-45-s-16", "onnx", 512, 12.0), row("paper-tcn-45-s-16", "onnx", 128, 5.0, 0.2),
+                     row("paper-tcn-250-l-16", "onnx", 64, 1.9), row("paper-tcn-250-l-16", "onnx", 512, 9.0),
+                     row("paper-tcn-250-l-16", "onnx", 128, 4.0, 0.6),
+                     row("paper-s4-b4-s32-c16", "torchscript", 512, 11.0)]}
+    table = rt.group_table(data).splitlines()
+    # the best path per variant: tcn-45's 3.0× (onnx), not its 1.5× (eager)
+    assert table[2] == "| `paper-tcn-…` | 2 | 1.9× – 3.0× | 9.0× – 12.0× | 0.20 – 0.60 | 1 | 1 | 1 |"
+    assert table[3] == "| `paper-s4-…` | 1 | — | 11.0× | — | 0 | 1 | 0 |"
+
+
+def test_the_readme_summarises_a_second_results_file_by_group(tmp_path):
+    out, paper = tmp_path / "rt", tmp_path / "rt_paper"
+    assert rt.main(["gb-dist-cond", *FAST, "--out", str(out)]) == 0
+    assert rt.main(["paper-tcn-45-s-16", *FAST, "--out", str(paper)]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{rt.BEGIN}\nold\n{rt.END}\n")
+    rt.main(["--readme", str(readme), "--out", str(out), "--groups", str(paper.with_suffix(".json"))])
+    text = readme.read_text()
+    assert "gb-dist-cond" in text and "| `paper-tcn-…` | 1 |" in text and text.rstrip().endswith(rt.END)
+    data = json.loads(paper.with_suffix(".json").read_text())
+    data["complete"] = False
+    paper.with_suffix(".json").write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="partial results"):
+        rt.main(["--readme", str(readme), "--out", str(out), "--groups", str(paper.with_suffix(".json"))])
