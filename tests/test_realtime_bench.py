@@ -101,3 +101,10 @@ def test_the_readme_summarises_a_second_results_file_by_group(tmp_path):
     paper.with_suffix(".json").write_text(json.dumps(data))
     with pytest.raises(SystemExit, match="partial results"):
         rt.main(["--readme", str(readme), "--out", str(out), "--groups", str(paper.with_suffix(".json"))])
+
+
+def test_the_machine_speed_probe_is_recorded_and_shown():
+    assert rt.machine_speed(0.01) > 0
+    assert rt._speed_note({}) == ""
+    note = rt._speed_note({"machine_gflops": [3.04, 2.5]})
+    assert note.endswith("3.0 GFLOP/s at the start, 2.5 at the end of the run.")
