@@ -48,6 +48,7 @@ def child(variant: str, a) -> dict:
     """One variant's training steps, in this process; returns its measurements."""
     import torch
 
+    from nablafx import allocator
     from nablafx.config import load_params, train_config
     from nablafx.training.losses import WeightedLoss
     from nablafx.training.system import tbptt_backward
@@ -85,6 +86,7 @@ def child(variant: str, a) -> dict:
         times.append(time.perf_counter() - t0)
     return {"variant": variant, "family": model.__class__.__name__, "batch": batch, "samples": n, "context": context,
             "tbptt": tcfg.tbptt_samples, "loss": sorted(tcfg.loss), "params": sum(p.numel() for p in model.parameters()),
+            "heap_trim": allocator.enabled(), "recompute": getattr(model, "recompute", None),
             "built_rss_mb": round(built_mb, 1), "step_s": [round(t, 3) for t in times],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -104,6 +106,15 @@ def run_child(variant: str, a) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _trim_text(rows: list[dict]) -> str:
+    seen = {r.get("heap_trim") for r in rows if "error" not in r}
+    if seen == {True}:
+        return "yes, every variant"
+    if seen == {False}:
+        return "no (not glibc, or NABLAFX_HEAP_TRIM=0)"
+    return "mixed (see the JSON rows)" if seen else "—"
+
+
 def markdown(data: dict) -> str:
     over = [r for r in data["rows"] if "error" not in r and r["peak_rss_mb"] / 1024 > LIMIT_GB]
     failed = [r for r in data["rows"] if "error" in r]
@@ -116,21 +127,26 @@ def markdown(data: dict) -> str:
         "Peak RSS: the process's maximum resident memory (imports and model included; 'after build' is the "
         f"resident set before the first step). Target: ≤ {LIMIT_GB:g} GB.",
         "",
+        "Heap given back after each training segment (`nablafx.allocator`, glibc `malloc_trim`): "
+        + _trim_text(data["rows"]) + ". `recompute`: the model's option (TCN, GCN, LSTM), as the variant sets it.",
+        "",
         f"**{len(data['rows']) - len(over) - len(failed)} of {len(data['rows'])} variants within {LIMIT_GB:g} GB**"
         + (f"; above it: {', '.join(r['variant'] for r in over)}" if over else "")
         + (f"; failed: {', '.join(r['variant'] for r in failed)}" if failed else "") + ".",
         "",
         *([f"**Partial: {len(data['rows'])} of {data['planned']} variants measured.**", ""]
           if not data.get("complete") else []),
-        "| variant | params | batch × samples (+ context) | TBPTT segment | after build GB | peak RSS GB | step s |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| variant | params | batch × samples (+ context) | TBPTT segment | recompute | after build GB | peak RSS GB | step s |",
+        "|---|---:|---|---:|---|---:|---:|---:|",
     ]
     for r in data["rows"]:
         if "error" in r:
-            lines.append(f"| {r['variant']} | — | — | — | — | error: {r['error']} | — |")
+            lines.append(f"| {r['variant']} | — | — | — | — | — | error: {r['error']} | — |")
             continue
         seg = r["tbptt"] or "whole chunk"
-        lines.append(f"| {r['variant']} | {r['params']:,} | {r['batch']} × {r['samples']} (+ {r['context']}) | {seg} | "
+        rec = r.get("recompute")
+        rec = "—" if rec is None else str(rec).lower()
+        lines.append(f"| {r['variant']} | {r['params']:,} | {r['batch']} × {r['samples']} (+ {r['context']}) | {seg} | {rec} | "
                      f"{r['built_rss_mb'] / 1024:.2f} | {r['peak_rss_mb'] / 1024:.2f} | {max(r['step_s']):.1f} |")
     return "\n".join(lines)
 

@@ -40,7 +40,12 @@ def test_main_writes_rows_and_counts_variants_over_the_limit(tmp_path, monkeypat
     hot = {**row, "variant": "big", "peak_rss_mb": 9 * 1024.0}
     text = bm.markdown({**data, "rows": [row, hot, {"variant": "bad", "error": "boom"}]})
     assert "1 of 3 variants within 8 GB**; above it: big; failed: bad." in text
-    assert "| bad | — | — | — | — | error: boom | — |" in text
+    assert "| bad | — | — | — | — | — | error: boom | — |" in text
+    assert row["recompute"] is True and "| paper-tcn-45-s-16 | 7,457 | 2 × 12000 (+ 2046) | whole chunk | true |" in text
+    from nablafx import allocator
+
+    assert row["heap_trim"] is allocator.enabled()
+    assert ("yes, every variant" if allocator.enabled() else "no (not glibc") in text
 
 
 def test_unknown_variant_is_refused_before_any_run(tmp_path):

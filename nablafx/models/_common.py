@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nablafx import allocator
 from nablafx.errors import ConfigError
 from nablafx.streaming import StreamingModel, knob_slice
 
@@ -26,7 +27,10 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
     on the CPU (``gpu_segment`` elsewhere; None: one piece).
 
     Exact (the models stream), and faster offline: a cache-sized segment goes through every layer
-    before the next one starts, where layer-by-layer over a long signal is memory-bound.
+    before the next one starts, where layer-by-layer over a long signal is memory-bound.  While
+    gradients are recorded on the CPU, the heap's free pages go back to the system after each large
+    segment, in the forward and the backward pass (:mod:`nablafx.allocator`: the kept tensors of many
+    segments would otherwise pin the holes between them).
     """
     n = x.shape[-1]
     if x.device.type != "cpu":  # the memory argument is about CPU caches
@@ -34,9 +38,13 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
     if n <= segment:
         return step(x, knobs, state)
     outs = []
+    trim = torch.is_grad_enabled() and x.device.type == "cpu" and x.shape[0] * segment >= allocator.MIN_SAMPLES
     for start in range(0, n, segment):
         y, state = step(x[..., start : start + segment], knob_slice(knobs, start, start + segment), state)
         outs.append(y)
+        if trim and allocator.enabled():
+            allocator.release_free_heap()
+            state = allocator.trim_in_backward(state)
     return torch.cat(outs, dim=-1), state
 
 

@@ -13,6 +13,12 @@ Receptive field and streaming as for the TCN (:mod:`nablafx.models.tcn`).
 Training (gradients recorded) runs the gate, the 1×1 mix and the block's columns of the read-out as
 one step that keeps only the gate's input (:class:`_GateMixOut`), and sums the blocks' read-out
 shares instead of concatenating all skip outputs: the same function, about half the memory.
+``recompute`` (training memory; outputs and gradients unchanged): ``True`` (default) forms a
+conditioned block's modulation again in the backward pass from the convolution's output instead of
+keeping its output too (for ``cond: none`` there is nothing to recompute); ``"block"`` keeps only the
+block's input and runs the convolution again as well — a third of the default's memory per block
+(16 of 48 channels), for the long receptive fields whose warm-up context nearly doubles each
+training item; ``False`` keeps everything.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field
+from nablafx.errors import ConfigError
+from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field, run_block
 from nablafx.nn.blocks import CausalConv1d, Pointwise, make_residual
-from nablafx.nn.conditioning import Conditioning, check_cond
+from nablafx.nn.conditioning import Conditioning, _NoMod, check_cond
+
+RECOMPUTE = (True, False, "block")
 from nablafx.registry import register
 
 
@@ -75,17 +84,32 @@ class GatedBlock(nn.Module):
     def init_state(self, batch_size, device=None, dtype=None):
         return (self.conv.init_state(batch_size, device, dtype), self.mod.init_state(batch_size, device, dtype))
 
-    def forward(self, x, ctx, state, out_weight=None):
+    def _fused_tail(self, h, x, ctx, mod_state, out_weight):
+        h, mod_state = self.mod(h, ctx, mod_state)
+        res = x if self.res is None else self.res(x)
+        skip, share = _GateMixOut.apply(h, self.mix.weight, self.mix.bias, out_weight)
+        return skip + res, share, mod_state
+
+    def _fused_block(self, x, conv_state, ctx, mod_state, out_weight):
+        h, conv_state = self.conv(x, conv_state)
+        y, share, mod_state = self._fused_tail(h, x, ctx, mod_state, out_weight)
+        return y, share, (conv_state, mod_state)
+
+    def forward(self, x, ctx, state, out_weight=None, recompute=True):
         """``(next block's input, skip, state)``; given ``out_weight`` (the read-out's columns for
         this block) while gradients are recorded, the block's share of the read-out instead of its
-        skip output (:class:`_GateMixOut`)."""
+        skip output (:class:`_GateMixOut`), with ``recompute`` as the model's."""
         conv_state, mod_state = state
+        if out_weight is not None and torch.is_grad_enabled():
+            if recompute == "block":
+                return run_block(self._fused_block, True, x, conv_state, ctx, mod_state, out_weight)
+            h, conv_state = self.conv(x, conv_state)  # (B, 2C, T)
+            tail_again = bool(recompute) and not isinstance(self.mod, _NoMod)
+            y, share, mod_state = run_block(self._fused_tail, tail_again, h, x, ctx, mod_state, out_weight)
+            return y, share, (conv_state, mod_state)
         h, conv_state = self.conv(x, conv_state)  # (B, 2C, T)
         h, mod_state = self.mod(h, ctx, mod_state)
         res = x if self.res is None else self.res(x)
-        if out_weight is not None and torch.is_grad_enabled():
-            skip, share = _GateMixOut.apply(h, self.mix.weight, self.mix.bias, out_weight)
-            return skip + res, share, (conv_state, mod_state)
         a, b = h.split(self.channels, dim=1)
         skip = self.mix(torch.tanh(a) * torch.sigmoid(b))  # (B, C, T)
         return skip + res, skip, (conv_state, mod_state)
@@ -96,10 +120,12 @@ class GCNModel(ConditionedStack):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, channels: int = 16, blocks: int = 4,
                  kernel_size: int = 3, dilation_growth: int = 10, cond: str = "none", cond_dim: int = 32,
                  cond_block: int = 128, cond_hidden: int = 32, cond_style: str = "nablafx", film_norm: str = "none", film_scale: str = "unit", output_tanh: bool = False,
-                 bias: bool = True, residual: str = "identity"):
+                 bias: bool = True, residual: str = "identity", recompute: bool | str = True):
         super().__init__()
         check_positive(channels=channels, blocks=blocks, kernel_size=kernel_size, dilation_growth=dilation_growth,
                        cond_dim=cond_dim, cond_block=cond_block, cond_hidden=cond_hidden)
+        if not any(recompute is r for r in RECOMPUTE[:2]) and recompute != "block":
+            raise ConfigError(f"must be true, false or 'block', got {recompute!r}", key="recompute")
         check_cond(cond, "gcn", cond_style)
         make_residual(residual, 1, 1)
         self.sample_rate = sample_rate
@@ -115,6 +141,7 @@ class GCNModel(ConditionedStack):
         self.out = Pointwise(blocks * channels, 1, bias=bias)
         self.output_tanh = output_tanh
         self.fused_gate = True  # training through _GateMixOut (False: plain autograd, for comparisons)
+        self.recompute = recompute
         self.segment = 16384  # offline segment length (measured best for 45 ms … 2.5 s receptive fields)
         self.grad_segment = 16384  # also in training: faster and smaller than the whole signal at once
 
@@ -134,7 +161,8 @@ class GCNModel(ConditionedStack):
         fused = self.fused_gate and torch.is_grad_enabled()  # training: each block adds its share of the read-out
         C = self.blocks[0].channels
         for i, (block, bstate) in enumerate(zip(self.blocks, block_states)):
-            h, skip, bstate = block(h, ctx, bstate, self.out.weight[:, i * C : (i + 1) * C] if fused else None)
+            h, skip, bstate = block(h, ctx, bstate, self.out.weight[:, i * C : (i + 1) * C] if fused else None,
+                                    self.recompute)
             skips.append(skip)
             new_states.append(bstate)
         if fused:

@@ -86,3 +86,46 @@ def test_lstm_recompute_keeps_less_for_the_backward_pass():
 
     full, recomputed = saved_bytes(False), saved_bytes(True)
     assert recomputed < full / 4, (recomputed, full)
+
+
+@pytest.mark.parametrize("name,recompute", [("paper-gcn-tf-45-s-16", True), ("paper-gcn-tf-45-s-16", "block"),
+                                            ("paper-gcn-2500-s-16", True), ("paper-gcn-2500-s-16", "block"),
+                                            ("paper-tcn-f-2500-l-16", True)])
+def test_recompute_in_segments_under_long_contexts_equals_plain_autograd(name, recompute, monkeypatch):
+    """Training segments shorter than the convolutions' contexts (the context then carried as views
+    of earlier segments' inputs), the heap trimmed after each segment, and the blocks recomputed
+    (GCN ``recompute``: the modulation, or with ``"block"`` the convolution too): outputs equal the
+    offline route and gradients equal plain autograd over the whole signal (float64)."""
+    from nablafx import allocator
+
+    trims = []
+    real = allocator.release_free_heap
+    monkeypatch.setattr(allocator, "release_free_heap", lambda *a: trims.append(a) or real(*a))
+    # eval(): FiLM's batch normalisation then uses its running statistics, the same in every segment
+    model = make(name, torch.float64)
+    x, knobs = inputs(model, 3000, torch.float64, batch=24)  # batch × segment ≥ allocator.MIN_SAMPLES: trims run
+    w = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y_offline, _ = model(x, knobs)
+    for m in model.modules():
+        if hasattr(m, "direct_max"):
+            m.direct_max = 0  # the training convolution at any length
+    model.grad_segment = 2800 if name.endswith("2500-l-16") else 2731  # several segments, last one short
+    model.recompute = recompute
+    y, grads = _loss_and_grads(model, x, knobs, w)
+    assert len(trims) >= 2 or not allocator.enabled()  # glibc: after each forward segment (2 of them here)
+    model.grad_segment = None
+    _plain(model, False)
+    y_ref, grads_ref = _loss_and_grads(model, x, knobs, w)
+    torch.testing.assert_close(y, y_offline, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(y_ref, y_offline, rtol=1e-10, atol=1e-10)
+    for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-10, msg=lambda m, p=pname: f"{name} {p}: {m}")
+
+
+def test_gcn_recompute_is_checked():
+    from nablafx.errors import ConfigError
+    from nablafx.models.gcn import GCNModel
+
+    with pytest.raises(ConfigError, match="recompute"):
+        GCNModel(recompute="all")

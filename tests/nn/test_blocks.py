@@ -91,8 +91,11 @@ def test_training_convolution_keeps_its_parts_and_has_exact_gradients():
     x = torch.randn(2, 3, 30, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(4, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda p, x, w, b: _CatConv.apply(p, x, w, b, 4), (past, x, w, b))
-    assert torch.autograd.gradcheck(lambda p, x, w: _CatConv.apply(p, x, w, None, 4), (past, x, w))
+    assert torch.autograd.gradcheck(lambda p, x, w, b: _CatConv.apply(x, w, b, 4, p), (past, x, w, b))
+    assert torch.autograd.gradcheck(lambda p, x, w: _CatConv.apply(x, w, None, 4, p), (past, x, w))
+    # the past in pieces (as a training segment shorter than the context leaves it)
+    assert torch.autograd.gradcheck(lambda p, x, w, b: _CatConv.apply(x, w, b, 4, p[..., :3], p[..., 3:]),
+                                    (past, x, w, b))
     conv = CausalConv1d(3, 4, 3, dilation=4).double()
     conv.direct_max = 0  # the training route at any length
     state = (torch.randn(2, 3, 8, dtype=torch.float64, generator=g), 0)
@@ -101,3 +104,41 @@ def test_training_convolution_keeps_its_parts_and_has_exact_gradients():
         y_ref, (buf_ref, _) = conv(x, state)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(buf, buf_ref, rtol=0, atol=0)
+
+
+def test_training_segments_under_a_long_context_keep_views_not_copies_and_exact_gradients():
+    """Training segments shorter than the context: the state is a tuple of views of earlier inputs
+    (no copy kept per segment), and output and gradients equal one call over the whole signal
+    (float64, 1e-12)."""
+    g = torch.Generator().manual_seed(1)
+    conv = CausalConv1d(3, 4, 5, dilation=9).double()  # context 36
+    conv.direct_max = 0  # the training route at any length
+    x = torch.randn(2, 3, 100, dtype=torch.float64, generator=g, requires_grad=True)
+    y_ref, _ = conv(x)
+    gx_ref, gw_ref = torch.autograd.grad((y_ref * torch.linspace(-1, 1, 100)).sum(), (x, conv.weight))
+
+    saved = []
+    def pack(t):
+        saved.append(t)
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        state, outs = None, []
+        for s0 in range(0, 100, 10):  # segments of 10 < context 36
+            y, state = conv(x[..., s0 : s0 + 10], state)
+            outs.append(y)
+            if s0 >= 40:
+                assert isinstance(state[0], tuple) and sum(p.shape[-1] for p in state[0]) == 36
+        y = torch.cat(outs, dim=-1)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    gx, gw = torch.autograd.grad((y * torch.linspace(-1, 1, 100)).sum(), (x, conv.weight))
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-12, atol=1e-12)
+    # every signal-sized tensor kept is x itself or the initial zeros: no per-segment copy of the context
+    big = [t for t in saved if t.dim() == 3 and t.shape[:2] == (2, 3)]  # inputs and pasts, not the weight
+    storages = {t.untyped_storage().data_ptr() for t in big}
+    assert storages <= {x.untyped_storage().data_ptr()} | {t.untyped_storage().data_ptr() for t in big if not t.any()}
+    # a call without gradients takes such a state too (joined first) and continues the signal
+    with torch.no_grad():
+        y_next, _ = conv(torch.zeros(2, 3, 4, dtype=torch.float64), state)
+        y_all, _ = conv(torch.cat([x, torch.zeros(2, 3, 4, dtype=torch.float64)], dim=-1))
+    torch.testing.assert_close(y_next, y_all[..., 100:], rtol=1e-12, atol=1e-12)

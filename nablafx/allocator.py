@@ -1,0 +1,131 @@
+"""Give freed heap memory back to the system during a training forward pass (glibc's heap).
+
+PyTorch takes CPU tensor memory from the C library's ``malloc``.  glibc serves requests below its
+*mmap threshold* from its heap; the threshold starts at 128 KiB and rises, each time a mapped block
+is freed, to that block's size (up to 32 MiB).  After the first frees of a training step, the
+segment-sized activations of the convolutional families (16 items × 16 channels × 16,384 samples
+× 4 B = 16 MiB at batch 16) all come from the heap.  A forward pass in segments keeps some of each
+segment's tensors for the backward pass and frees the others (concatenations, modulation and
+activation temporaries), of many different sizes: the freed ones leave holes between kept ones that
+the heap can neither give back nor always reuse, and the resident set grows to about twice the live
+tensors.  One step of paper-tcn-f-2500-l-16 at 16 × 3 s: 15.6 GB resident at the end of the forward
+pass, of which 7.4 GB live (measured with ``malloc_trim`` right after it).
+
+:func:`release_free_heap` (``malloc_trim(0)``) hands the free pages inside those holes back; the
+forward pass in segments (:func:`nablafx.models._common.forward_in_segments`) calls it after each
+large segment while gradients are recorded, and :func:`trim_in_backward` at each segment of the
+backward pass (which frees the segments' tensors in reverse and allocates their gradients) once
+:data:`BACKWARD_MIN_FREE` bytes of the heap are free.  A call costs well under a millisecond; in the
+forward pass the step got faster, not slower (the heap no longer grows into fresh pages it then has
+to fault in); in the backward pass a page given back is faulted in again when reused, hence the
+threshold there.
+
+Two alternatives measured and rejected: a fixed mmap threshold (``mallopt(M_MMAP_THRESHOLD)`` or
+``MALLOC_MMAP_THRESHOLD_``) gives the same resident set but maps and zeroes every large tensor
+afresh: paper-tcn-45-s-16's step took 7.3–8.3 s instead of 4.3 s; PyTorch's
+``THP_MEM_ALLOC_ENABLE`` (huge pages) did not change the resident set.
+
+Elsewhere (macOS, musl, Windows) the call does nothing and returns False: those allocators return
+large blocks on their own terms.  ``NABLAFX_HEAP_TRIM=0`` turns it off (to compare both).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+
+import torch
+
+ENV = "NABLAFX_HEAP_TRIM"
+MIN_SAMPLES = 1 << 16  # a segment of batch × samples below this leaves too little behind to be worth a call
+# In the backward pass the heap's free pages are mostly reused soon (gradients of the next segment),
+# and pages given back are faulted in again: trim only once this much of the heap is free.
+BACKWARD_MIN_FREE = 1 << 30
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # only glibc has it (musl does not)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        if hasattr(libc, "mallinfo2"):  # glibc ≥ 2.33
+            libc.mallinfo2.restype = _MallInfo2
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def enabled() -> bool:
+    """Whether :func:`release_free_heap` does anything here: glibc, and ``NABLAFX_HEAP_TRIM`` not 0."""
+    return _glibc() is not None and os.environ.get(ENV, "1").strip() != "0"
+
+
+def free_heap_bytes() -> int | None:
+    """Bytes free inside glibc's heaps (``mallinfo2().fordblks``), resident or not; None elsewhere."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    return int(libc.mallinfo2().fordblks)
+
+
+def release_free_heap(min_free: int = 0) -> bool:
+    """Hand the free pages inside the heap back to the system (``malloc_trim(0)``) when at least
+    ``min_free`` bytes of it are free; True when called (glibc), False where it does nothing."""
+    if not enabled():
+        return False
+    if min_free > 0:
+        free = free_heap_bytes()
+        if free is not None and free < min_free:
+            return False
+    _glibc().malloc_trim(0)
+    return True
+
+
+class _TrimOnBackward(torch.autograd.Function):
+    """The identity; its backward pass gives the heap's free pages back first."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        release_free_heap(BACKWARD_MIN_FREE)
+        return g
+
+
+def trim_in_backward(state):
+    """``state`` (a nested tuple / list / dict of tensors) with its first tensor that requires
+    gradients passed through an identity whose backward calls :func:`release_free_heap`: carried from
+    one training segment to the next, it fires once the next segment's backward pass has reached it."""
+    done = False
+
+    def mark(obj):
+        nonlocal done
+        if done:
+            return obj
+        if isinstance(obj, torch.Tensor):
+            if obj.requires_grad:
+                done = True
+                return _TrimOnBackward.apply(obj)
+            return obj
+        if isinstance(obj, dict):
+            return {k: mark(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            items = [mark(v) for v in obj]
+            return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+        return obj
+
+    return mark(state)
