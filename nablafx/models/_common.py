@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -51,11 +53,16 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
 def run_block(block, recompute: bool, *args):
     """``block(*args)``; with ``recompute`` while gradients are recorded, through
     :func:`torch.utils.checkpoint.checkpoint`: only the block's inputs are kept for the backward
-    pass, which runs the block again (less memory for one more forward pass of it)."""
+    pass, which runs the block again (less memory for one more forward pass of it).  The second pass
+    runs under :func:`nablafx.nn.film.recomputing`: batch normalisation there does not update its
+    running statistics again."""
     if recompute and torch.is_grad_enabled():
         from torch.utils.checkpoint import checkpoint
 
-        return checkpoint(block, *args, use_reentrant=False)
+        from nablafx.nn.film import recomputing
+
+        return checkpoint(block, *args, use_reentrant=False,
+                          context_fn=lambda: (contextlib.nullcontext(), recomputing()))
     return block(*args)
 
 

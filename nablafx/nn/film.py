@@ -8,8 +8,31 @@ close to the identity.  Constant in time: causal and stateless.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def recomputing():
+    """Marks a block's second forward pass in the backward pass (activation recomputation: see
+    :func:`nablafx.models._common.run_block`).  Batch normalisation then normalises by the batch's
+    statistics as the first pass did, without updating its running statistics a second time."""
+    before = getattr(_local, "on", False)
+    _local.on = True
+    try:
+        yield
+    finally:
+        _local.on = before
+
+
+def is_recomputing() -> bool:
+    return getattr(_local, "on", False)
 
 
 class KnobEmbedding(nn.Module):
@@ -50,7 +73,9 @@ class FiLM(nn.Module):
 
     ``norm="batch"``: ``h`` is first normalised per channel by a parameter-free BatchNorm, as the
     reference's FiLM does: in training by the mean and variance of the whole batch (every example,
-    every sample of the chunk: so the training forward is not causal within the chunk), at inference
+    every sample of the call: so the training forward is not causal within it; the TCN and GCN train
+    in 16384-sample segments, each normalised by its own statistics, where the reference normalises
+    the whole chunk at once — S4 trains in one piece), at inference
     (``eval()``) by the running statistics gathered in training — a fixed per-channel affine map, causal
     and streamable.  It speeds up early training (the pre-activations start at unit scale whatever the
     input level).
@@ -71,7 +96,12 @@ class FiLM(nn.Module):
         self.norm = nn.BatchNorm1d(channels, affine=False) if norm == "batch" else None
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        if self.norm is not None:
+        if self.norm is not None and self.norm.training and is_recomputing():
+            # batch statistics as in the first pass; the running ones updated in copies (then dropped),
+            # so that the recomputation saves the same tensors as the first pass did
+            h = F.batch_norm(h, self.norm.running_mean.clone(), self.norm.running_var.clone(), training=True,
+                             momentum=0.0, eps=self.norm.eps)
+        elif self.norm is not None:
             h = self.norm(h)
         if emb.dim() == 2:
             scale, shift = self.proj(emb).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each

@@ -129,3 +129,21 @@ def test_gcn_recompute_is_checked():
 
     with pytest.raises(ConfigError, match="recompute"):
         GCNModel(recompute="all")
+
+
+@pytest.mark.parametrize("name", ["paper-tcn-f-45-s-16", "paper-s4-f-b4-s4-c16"])
+def test_recomputed_blocks_update_batch_norm_statistics_once(name):
+    """FiLM's batch normalisation inside a recomputed block (TCN tail, S4 block): the backward
+    pass's second forward normalises as the first did but leaves the running statistics alone, so
+    one training step moves them exactly as without recomputation (it used to move them twice)."""
+    stats = {}
+    for rec in (False, True):
+        model = make(name, torch.float64).train()
+        model.recompute = rec
+        x, knobs = inputs(model, 3000, torch.float64)
+        y, _ = model(x, knobs)
+        (y * y).sum().backward()
+        stats[rec] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}
+    assert stats[False] and stats[True].keys() == stats[False].keys()
+    for k in stats[False]:
+        torch.testing.assert_close(stats[True][k], stats[False][k], rtol=0, atol=0, msg=k)
