@@ -40,11 +40,12 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
     if n <= segment:
         return step(x, knobs, state)
     outs = []
-    trim = torch.is_grad_enabled() and x.device.type == "cpu" and x.shape[0] * segment >= allocator.MIN_SAMPLES
+    trim = (torch.is_grad_enabled() and x.device.type == "cpu" and x.shape[0] * segment >= allocator.MIN_SAMPLES
+            and allocator.enabled())
     for start in range(0, n, segment):
         y, state = step(x[..., start : start + segment], knob_slice(knobs, start, start + segment), state)
         outs.append(y)
-        if trim and allocator.enabled():
+        if trim:
             allocator.release_free_heap()
             state = allocator.trim_in_backward(state)
     return torch.cat(outs, dim=-1), state

@@ -30,6 +30,14 @@ def _loss_and_grads(model, x, knobs, w):
     return y.detach(), torch.autograd.grad(loss, list(model.parameters()))
 
 
+def _assert_routes_agree(name, model, y, y_ref, y_offline, grads, grads_ref):
+    """Both routes' outputs equal the offline route's; their gradients equal each other (float64)."""
+    torch.testing.assert_close(y, y_offline, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(y_ref, y_offline, rtol=1e-10, atol=1e-10)
+    for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-10, msg=lambda m, p=pname: f"{name} {p}: {m}")
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_training_routes_equal_plain_autograd(name):
     model = make(name, torch.float64).train()
@@ -41,10 +49,7 @@ def test_training_routes_equal_plain_autograd(name):
     y, grads = _loss_and_grads(model, x, knobs, w)
     _plain(model, False)
     y_ref, grads_ref = _loss_and_grads(model, x, knobs, w)
-    torch.testing.assert_close(y, y_offline, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(y_ref, y_offline, rtol=1e-10, atol=1e-10)
-    for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
-        torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-10, msg=lambda m, p=pname: f"{name} {p}: {m}")
+    _assert_routes_agree(name, model, y, y_ref, y_offline, grads, grads_ref)
 
 
 @pytest.mark.parametrize("name", ["paper-lstm-32", "paper-lstm-tvc-32", "lstm-16"])
@@ -117,10 +122,7 @@ def test_recompute_in_segments_under_long_contexts_equals_plain_autograd(name, r
     model.grad_segment = None
     _plain(model, False)
     y_ref, grads_ref = _loss_and_grads(model, x, knobs, w)
-    torch.testing.assert_close(y, y_offline, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(y_ref, y_offline, rtol=1e-10, atol=1e-10)
-    for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
-        torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-10, msg=lambda m, p=pname: f"{name} {p}: {m}")
+    _assert_routes_agree(name, model, y, y_ref, y_offline, grads, grads_ref)
 
 
 def test_gcn_recompute_is_checked():
