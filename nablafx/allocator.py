@@ -14,11 +14,14 @@ pass, of which 7.4 GB live (measured with ``malloc_trim`` right after it).
 :func:`release_free_heap` (``malloc_trim(0)``) hands the free pages inside those holes back; the
 forward pass in segments (:func:`nablafx.models._common.forward_in_segments`) calls it after each
 large segment while gradients are recorded, and :func:`trim_in_backward` at each segment of the
-backward pass (which frees the segments' tensors in reverse and allocates their gradients) once
-:data:`BACKWARD_MIN_FREE` bytes of the heap are free.  A call costs well under a millisecond; in the
-forward pass the step got faster, not slower (the heap no longer grows into fresh pages it then has
-to fault in); in the backward pass a page given back is faulted in again when reused, hence the
-threshold there.
+backward pass (which frees the segments' tensors in reverse and allocates their gradients).  It
+trims only while the process's resident set is at least :func:`trim_above` (5 GiB unless
+``NABLAFX_HEAP_TRIM_ABOVE_GIB`` says otherwise): a page given back is faulted in again when the heap
+reuses it, and trimming at every segment made the steps of models that never come near the memory
+target 25–50 % slower (paper-tcn-45-s-16: 2.75 → 3.62 s, 4.2 GB resident untrimmed; one-off A/B on
+the 2-core machine).  Above the threshold a trim costs less than the pages it saves (the largest
+TCN's forward pass got faster with it: the heap no longer grows into fresh pages).  The count of
+free heap bytes (``mallinfo2``) cannot decide this: it includes pages already given back.
 
 Two alternatives measured and rejected: a fixed mmap threshold (``mallopt(M_MMAP_THRESHOLD)`` or
 ``MALLOC_MMAP_THRESHOLD_``) gives the same resident set but maps and zeroes every large tensor
@@ -40,10 +43,13 @@ import sys
 import torch
 
 ENV = "NABLAFX_HEAP_TRIM"
+ENV_ABOVE = "NABLAFX_HEAP_TRIM_ABOVE_GIB"
 MIN_SAMPLES = 1 << 16  # a segment of batch × samples below this leaves too little behind to be worth a call
-# In the backward pass the heap's free pages are mostly reused soon (gradients of the next segment),
-# and pages given back are faulted in again: trim only once this much of the heap is free.
-BACKWARD_MIN_FREE = 1 << 30
+# Trim only while the resident set is at least this large (bytes; NABLAFX_HEAP_TRIM_ABOVE_GIB overrides):
+# below it the memory target is not at stake and the re-faulted pages only cost time.  With the largest
+# growth between two calls (one forward segment of paper-tcn-f-2500-l-16, about 1.3 GB) it keeps the
+# peak under the 8 GB target.
+TRIM_ABOVE = 5 << 30
 
 
 class _MallInfo2(ctypes.Structure):
@@ -72,6 +78,30 @@ def enabled() -> bool:
     return _glibc() is not None and os.environ.get(ENV, "1").strip() != "0"
 
 
+def trim_above() -> int:
+    """The resident-set size (bytes) from which :func:`release_free_heap` trims: ``TRIM_ABOVE``, or
+    ``NABLAFX_HEAP_TRIM_ABOVE_GIB`` (GiB, ≥ 0; 0 trims at every call)."""
+    raw = os.environ.get(ENV_ABOVE, "").strip()
+    if not raw:
+        return TRIM_ABOVE
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = float("nan")
+    if not (0 <= gib < float("inf")):
+        raise ValueError(f"{ENV_ABOVE}={raw!r}: expected a size in GiB ≥ 0 (0: trim at every segment)")
+    return int(gib * 2**30)
+
+
+def resident_bytes() -> int | None:
+    """The process's resident set in bytes (``/proc/self/statm``); None where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_heap_bytes() -> int | None:
     """Bytes free inside glibc's heaps (``mallinfo2().fordblks``), resident or not; None elsewhere."""
     libc = _glibc()
@@ -80,14 +110,16 @@ def free_heap_bytes() -> int | None:
     return int(libc.mallinfo2().fordblks)
 
 
-def release_free_heap(min_free: int = 0) -> bool:
-    """Hand the free pages inside the heap back to the system (``malloc_trim(0)``) when at least
-    ``min_free`` bytes of it are free; True when called (glibc), False where it does nothing."""
+def release_free_heap(above: int | None = None) -> bool:
+    """Hand the free pages inside the heap back to the system (``malloc_trim(0)``) when the resident
+    set is at least ``above`` bytes (None: :func:`trim_above`); True when it trimmed, False when it
+    did not (below the threshold, switched off, or not glibc)."""
     if not enabled():
         return False
-    if min_free > 0:
-        free = free_heap_bytes()
-        if free is not None and free < min_free:
+    above = trim_above() if above is None else above
+    if above > 0:
+        rss = resident_bytes()
+        if rss is not None and rss < above:
             return False
     _glibc().malloc_trim(0)
     return True
@@ -102,7 +134,7 @@ class _TrimOnBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        release_free_heap(BACKWARD_MIN_FREE)
+        release_free_heap()
         return g
 
 

@@ -33,7 +33,7 @@ def test_release_gives_the_free_pages_inside_the_heap_back():
         del ts[::2]                                  # 100 holes between the kept ones
         before = rss_mb()
         free = allocator.free_heap_bytes()
-        assert allocator.release_free_heap()
+        assert allocator.release_free_heap(0)
         print(before, rss_mb(), free / 2**20)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -50,7 +50,7 @@ def test_switched_off_by_the_environment(monkeypatch):
 
 @glibc
 def test_backward_hook_is_the_identity_and_trims(monkeypatch):
-    monkeypatch.setattr(allocator, "BACKWARD_MIN_FREE", 0)
+    monkeypatch.setattr(allocator, "TRIM_ABOVE", 0)
     calls = []
     real = allocator.release_free_heap
     monkeypatch.setattr(allocator, "release_free_heap", lambda *a: calls.append(a) or real(*a))
@@ -70,9 +70,25 @@ def test_backward_hook_is_the_identity_and_trims(monkeypatch):
 
 
 @glibc
-def test_backward_trim_waits_for_enough_free_heap(monkeypatch):
-    monkeypatch.setattr(allocator, "BACKWARD_MIN_FREE", 1 << 60)
+def test_trims_only_above_the_resident_threshold(monkeypatch):
+    """Below the resident-set threshold the call does nothing (the pages would only be faulted in
+    again); at or above it, and with a threshold of 0, it trims."""
+    monkeypatch.delenv(allocator.ENV_ABOVE, raising=False)
     called = []
     monkeypatch.setattr(allocator._glibc(), "malloc_trim", lambda pad: called.append(pad), raising=False)
-    assert allocator.release_free_heap(1 << 60) is False and not called
-    assert allocator.release_free_heap() is True and called == [0]
+    rss = allocator.resident_bytes()
+    assert rss is not None and rss > 10 << 20  # this process: torch is loaded
+    monkeypatch.setattr(allocator, "TRIM_ABOVE", rss + (1 << 40))
+    assert allocator.release_free_heap() is False and not called
+    assert allocator.release_free_heap(rss // 2) is True and called == [0]
+    monkeypatch.setenv(allocator.ENV_ABOVE, "0")
+    assert allocator.trim_above() == 0 and allocator.release_free_heap() is True and called == [0, 0]
+    monkeypatch.setenv(allocator.ENV_ABOVE, "1.5")
+    assert allocator.trim_above() == 3 << 29
+
+
+@pytest.mark.parametrize("raw", ["lots", "-1", "nan", "inf"])
+def test_malformed_threshold_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv(allocator.ENV_ABOVE, raw)
+    with pytest.raises(ValueError, match=allocator.ENV_ABOVE):
+        allocator.trim_above()

@@ -31,8 +31,9 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
     Exact (the models stream), and faster offline: a cache-sized segment goes through every layer
     before the next one starts, where layer-by-layer over a long signal is memory-bound.  While
     gradients are recorded on the CPU, the heap's free pages go back to the system after each large
-    segment, in the forward and the backward pass (:mod:`nablafx.allocator`: the kept tensors of many
-    segments would otherwise pin the holes between them).
+    segment, in the forward and the backward pass, once the resident set is large
+    (:mod:`nablafx.allocator`: the kept tensors of many segments would otherwise pin the holes
+    between them).
     """
     n = x.shape[-1]
     if x.device.type != "cpu":  # the memory argument is about CPU caches
