@@ -49,19 +49,17 @@ def child(variant: str, a) -> dict:
     import torch
 
     from nablafx import allocator
-    from nablafx.config import load_params, train_config
+    from nablafx.config import load_params
     from nablafx.training.losses import WeightedLoss
-    from nablafx.training.system import tbptt_backward
-    from nablafx.training.train import build_from_params, context_for
+    from nablafx.training.system import clip_gradients, tbptt_backward
+    from nablafx.training.train import build_from_params, context_for, variant_train_config
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     params = load_params(ROOT / "params.yaml")
     params = {**params, "model": variant, "recipe": "paper"}
     _, model, overrides = build_from_params(params, N_KNOBS, a.sample_rate)
-    tcfg = train_config(params)  # train: with the paper recipe laid over it
-    for key, value in overrides.items():  # the variant's own training keys, as run_training applies them
-        setattr(tcfg, key, value)
+    tcfg = variant_train_config(params, overrides)  # as run_training: the paper recipe, then the variant's keys
     batch = a.batch or tcfg.batch_size
     n = int(round((a.seconds or tcfg.chunk_seconds) * a.sample_rate))
     context = context_for(model, tcfg)
@@ -77,16 +75,13 @@ def child(variant: str, a) -> dict:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         tbptt_backward(model, loss_fn, x, y, knobs, context, tcfg.tbptt_samples)
-        if tcfg.grad_clip > 0:
-            if tcfg.grad_clip_algorithm == "value":
-                torch.nn.utils.clip_grad_value_(model.parameters(), tcfg.grad_clip)
-            else:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        clip_gradients(model.parameters(), tcfg.grad_clip, tcfg.grad_clip_algorithm)
         opt.step()
         times.append(time.perf_counter() - t0)
     return {"variant": variant, "family": model.__class__.__name__, "batch": batch, "samples": n, "context": context,
             "tbptt": tcfg.tbptt_samples, "loss": sorted(tcfg.loss), "params": sum(p.numel() for p in model.parameters()),
-            "heap_trim": allocator.enabled(), "recompute": getattr(model, "recompute", None),
+            "heap_trim": allocator.enabled(), "heap_trim_above_gib": round(allocator.trim_above() / 2**30, 3),
+            "recompute": getattr(model, "recompute", None),
             "built_rss_mb": round(built_mb, 1), "step_s": [round(t, 3) for t in times],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -107,12 +102,17 @@ def run_child(variant: str, a) -> dict:
 
 
 def _trim_text(rows: list[dict]) -> str:
-    seen = {r.get("heap_trim") for r in rows if "error" not in r}
-    if seen == {True}:
-        return "yes, every variant"
-    if seen == {False}:
+    seen = {(r.get("heap_trim"), r.get("heap_trim_above_gib")) for r in rows if "error" not in r}
+    if len(seen) > 1:
+        return "mixed (see the JSON rows)"
+    if not seen:
+        return "—"
+    ((on, above),) = seen
+    if not on:
         return "no (not glibc, or NABLAFX_HEAP_TRIM=0)"
-    return "mixed (see the JSON rows)" if seen else "—"
+    if above is None:
+        return "yes, every variant (threshold: that commit's `nablafx.allocator.TRIM_ABOVE`)"
+    return f"yes, every variant, while the process's resident set is ≥ {above:g} GiB"
 
 
 def markdown(data: dict) -> str:
@@ -127,7 +127,7 @@ def markdown(data: dict) -> str:
         "Peak RSS: the process's maximum resident memory (imports and model included; 'after build' is the "
         f"resident set before the first step). Target: ≤ {LIMIT_GB:g} GB.",
         "",
-        "Heap given back after each training segment (`nablafx.allocator`, glibc `malloc_trim`): "
+        "Heap given back after each training segment (`nablafx.allocator`, glibc `malloc_trim`), forward and backward: "
         + _trim_text(data["rows"]) + ". `recompute`: the model's option (TCN, GCN, LSTM), as the variant sets it.",
         "",
         f"**{len(data['rows']) - len(over) - len(failed)} of {len(data['rows'])} variants within {LIMIT_GB:g} GB**"

@@ -44,8 +44,12 @@ def test_main_writes_rows_and_counts_variants_over_the_limit(tmp_path, monkeypat
     assert row["recompute"] is True and "| paper-tcn-45-s-16 | 7,457 | 2 × 12000 (+ 2046) | whole chunk | true |" in text
     from nablafx import allocator
 
-    assert row["heap_trim"] is allocator.enabled()
-    assert ("yes, every variant" if allocator.enabled() else "no (not glibc") in text
+    assert row["heap_trim"] is allocator.enabled() and row["heap_trim_above_gib"] == allocator.trim_above() / 2**30
+    assert (f"yes, every variant, while the process's resident set is ≥ {row['heap_trim_above_gib']:g} GiB"
+            if allocator.enabled() else "no (not glibc") in text
+    old = {k: v for k, v in row.items() if k != "heap_trim_above_gib"}  # a row from before the threshold was recorded
+    assert "threshold: that commit's" in bm.markdown({**data, "rows": [old]}) or not allocator.enabled()
+    assert "mixed" in bm.markdown({**data, "rows": [row, {**row, "heap_trim_above_gib": 0.0}]})
 
 
 def test_unknown_variant_is_refused_before_any_run(tmp_path):

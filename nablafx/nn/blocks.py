@@ -28,13 +28,26 @@ class _CatConv(torch.autograd.Function):
         x, weight, *past = ctx.saved_tensors
         need = ctx.needs_input_grad
         need_in = need[0] or any(need[4:])
+        own = need_in and ctx.dilation > 1 and weight.shape[-1] > 1 and g.device.type == "cpu"  # see _conv_input_grad
         gi, gw, gb = torch.ops.aten.convolution_backward(
             g, torch.cat([*past, x], dim=-1), weight, [weight.shape[0]] if ctx.has_bias else None, [1], [0],
-            [ctx.dilation], False, [0], 1, [need_in, need[1], ctx.has_bias and need[2]])
+            [ctx.dilation], False, [0], 1, [need_in and not own, need[1], ctx.has_bias and need[2]])
+        if own:
+            gi = _conv_input_grad(g, weight, ctx.dilation)
         if gi is None:
             return (None, gw, gb, None, *([None] * len(past)))
         pieces = gi.split([p.shape[-1] for p in past] + [x.shape[-1]], dim=-1)
         return (pieces[-1], gw, gb, None, *pieces[:-1])
+
+
+def _conv_input_grad(g: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    """The gradient of ``conv1d(x, weight, dilation=dilation)`` (no padding) with respect to ``x``,
+    given the output's gradient ``g``: the full correlation of ``g`` with the kernel reversed and
+    transposed, as one forward convolution.  On the CPU oneDNN's own backward-data pass of a dilated
+    convolution took 4–6× its forward pass (16 channels, 16 × 16384 samples, dilations 4–1024:
+    ~50–60 ms against ~10–20 ms for this); undilated it is fast and is kept."""
+    context = (weight.shape[-1] - 1) * dilation
+    return F.conv1d(F.pad(g, (context, context)), weight.flip(-1).transpose(0, 1), dilation=dilation)
 
 
 def _drop_front(pieces: tuple, n: int) -> tuple:

@@ -43,6 +43,18 @@ def segment_bounds(length: int, context: int, tbptt: int) -> list[int]:
     return [*bounds, length]
 
 
+def clip_gradients(parameters, value: float, algorithm: str = "norm") -> None:
+    """``train.grad_clip`` / ``grad_clip_algorithm`` outside Lightning (which :class:`EffectSystem`
+    uses): clip each gradient element to ±``value`` (``"value"``) or the gradients' joint norm to
+    ``value`` (``"norm"``); nothing when ``value`` ≤ 0."""
+    if value <= 0:
+        return
+    if algorithm == "value":
+        torch.nn.utils.clip_grad_value_(parameters, value)
+    else:
+        torch.nn.utils.clip_grad_norm_(parameters, value)
+
+
 def cosine_factor(step: int, warmup_steps: int, max_steps: int) -> float:
     """The ``cosine`` schedule's LR multiplier at ``step``: linear warm-up over ``warmup_steps``,
     then cosine decay to 10 % at ``max_steps``."""

@@ -46,6 +46,16 @@ def build_from_params(params: dict, n_knobs: int, sample_rate: int):
     return variant, model, overrides
 
 
+def variant_train_config(params: dict, overrides: dict):
+    """``train:`` (with the recipe laid over it, :func:`~nablafx.config.train_config`) and then the
+    variant's own training keys (``overrides`` from :func:`build_from_params`): the settings a run
+    trains with."""
+    tcfg = train_config(params)
+    for key, value in overrides.items():
+        setattr(tcfg, key, value)
+    return tcfg
+
+
 EFFECTIVE_PARAMS = "effective_params.yaml"  # in the live folder: dvc.yaml lists it as a params file
 
 
@@ -108,8 +118,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
 
     L.seed_everything(tcfg.seed, workers=True, verbose=False)  # before building: initial weights are seeded too
     variant, model, overrides = build_from_params(params, index["n_knobs"], index["sample_rate"])
-    for key, value in overrides.items():  # the variant's own training keys (lr, tbptt_samples)
-        setattr(tcfg, key, value)
+    tcfg = variant_train_config(params, overrides)  # the variant's own training keys (lr, tbptt_samples)
     if pretrained_dir is not None:
         from nablafx import pretraining
 

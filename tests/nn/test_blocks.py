@@ -83,6 +83,23 @@ def test_residual_kinds():
 
 
 
+@pytest.mark.parametrize(("cin", "cout", "kernel", "dilation"), [(3, 5, 3, 2), (4, 4, 11, 64), (2, 6, 2, 300),
+                                                            (5, 3, 7, 1)])
+def test_input_gradient_as_one_forward_convolution_equals_convolution_backward(cin, cout, kernel, dilation):
+    """The training convolution's own input gradient (the full correlation with the reversed,
+    transposed kernel; used on the CPU for dilated kernels) equals ATen's backward pass (float64)."""
+    from nablafx.nn.blocks import _conv_input_grad
+
+    g = torch.Generator().manual_seed(1)
+    n = 700
+    x = torch.randn(2, cin, n + (kernel - 1) * dilation, dtype=torch.float64, generator=g)
+    w = torch.randn(cout, cin, kernel, dtype=torch.float64, generator=g)
+    gy = torch.randn(2, cout, n, dtype=torch.float64, generator=g)
+    (ref, _, _) = torch.ops.aten.convolution_backward(gy, x, w, None, [1], [0], [dilation], False, [0], 1,
+                                                      [True, False, False])
+    torch.testing.assert_close(_conv_input_grad(gy, w, dilation), ref, rtol=0, atol=1e-12)
+
+
 def test_training_convolution_keeps_its_parts_and_has_exact_gradients():
     from nablafx.nn.blocks import _CatConv
 

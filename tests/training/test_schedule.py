@@ -120,3 +120,27 @@ def test_variant_training_keys_override_train():
     params["variants"]["lstm-4"]["tbptt_samples"] = -1
     with pytest.raises(ConfigError, match=r"variants\.lstm-4\.tbptt_samples: must be an integer ≥ 0, got -1"):
         build_from_params(params, 0, 48000)
+
+
+def test_clip_gradients_by_value_by_norm_and_off():
+    """The trainer's clipping outside Lightning (benchmarks): elementwise to ±value, the joint norm to
+    value, or nothing at 0."""
+    from nablafx.training.system import clip_gradients
+
+    def params(grads):
+        out = []
+        for g in grads:
+            p = torch.nn.Parameter(torch.zeros(len(g)))
+            p.grad = torch.tensor(g)
+            out.append(p)
+        return out
+
+    ps = params([[3.0, -0.5], [-4.0]])
+    clip_gradients(ps, 1.0, "value")
+    assert ps[0].grad.tolist() == [1.0, -0.5] and ps[1].grad.tolist() == [-1.0]
+    ps = params([[3.0, 0.0], [-4.0]])  # joint norm 5
+    clip_gradients(ps, 1.0, "norm")
+    torch.testing.assert_close(torch.cat([p.grad for p in ps]), torch.tensor([0.6, 0.0, -0.8]), rtol=0, atol=1e-6)
+    ps = params([[3.0, 0.0], [-4.0]])
+    clip_gradients(ps, 0.0, "value")
+    assert ps[0].grad.tolist() == [3.0, 0.0] and ps[1].grad.tolist() == [-4.0]
