@@ -28,7 +28,7 @@ from torch import nn
 
 from nablafx.errors import ConfigError
 from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field, run_block
-from nablafx.nn.blocks import CausalConv1d, Pointwise, make_residual
+from nablafx.nn.blocks import CausalConv1d, Pointwise, channel_mix, make_residual
 from nablafx.nn.conditioning import Conditioning, _NoMod, check_cond
 
 RECOMPUTE = (True, False, "block")
@@ -44,11 +44,11 @@ class _GateMixOut(torch.autograd.Function):
     def forward(ctx, h, W, c, V):
         a, b = h.chunk(2, dim=1)
         g = torch.tanh(a).mul_(torch.sigmoid(b))
-        skip = torch.matmul(W, g)
+        skip = channel_mix(W, g)
         if c is not None:
             skip += c[:, None]
         ctx.save_for_backward(h, W, c, V)
-        return skip, torch.matmul(V, skip)
+        return skip, channel_mix(V, skip)
 
     @staticmethod
     def backward(ctx, d_skip, d_o):
@@ -56,7 +56,7 @@ class _GateMixOut(torch.autograd.Function):
         a, b = h.chunk(2, dim=1)
         t, s = torch.tanh(a), torch.sigmoid(b)
         g = t * s
-        d = torch.matmul(V.t(), d_o)  # (B, C, T): the read-out's share
+        d = channel_mix(V.t(), d_o)  # (B, C, T): the read-out's share
         if d_skip is not None:
             d += d_skip
         dW = torch.matmul(d, g.transpose(1, 2)).sum(0)
@@ -65,7 +65,7 @@ class _GateMixOut(torch.autograd.Function):
         dV = torch.matmul(q, W.t())
         if c is not None:
             dV += d_o.sum() * c[None]
-        dg = torch.matmul(W.t(), d)
+        dg = channel_mix(W.t(), d)
         da = dg * s * (1 - t * t)
         db = dg.mul_(g).mul_(1 - s)
         return torch.cat([da, db], dim=1), dW, dc, dV

@@ -143,6 +143,16 @@ class CausalConv1d(nn.Conv1d):
         return y, (buf, end % ctx)
 
 
+def channel_mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``weight @ x`` for a (out, in) matrix and a (B, in, T) signal, as one batched matmul over the
+    weight expanded to the batch (no copy).  ``torch.matmul`` there folds the batch into the rows
+    instead, which transposes x and the result through two copies: 8.1 against 1.6 ms for 16 × 16
+    channels × 16 × 16384 samples on the 2-core CPU."""
+    if x.dim() != 3:
+        return torch.matmul(weight, x)
+    return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
+
+
 class Pointwise(nn.Module):
     """1×1 convolution over ``(B, C_in, T)`` as one matmul (cheaper per call than ``conv1d``)."""
 
@@ -159,7 +169,7 @@ class Pointwise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bias is None:
-            return torch.matmul(self.weight, x)
+            return channel_mix(self.weight, x)
         return torch.baddbmm(self.bias[:, None], self.weight.expand(x.shape[0], -1, -1), x)
 
     def extra_repr(self) -> str:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
+from nablafx.nn.blocks import channel_mix
 
 HEADS = ("linear", "direct", "mlp")
 MLP_HIDDEN = (16, 32)  # the TinyTFiLM adaptor's hidden widths (reference)
@@ -76,7 +77,7 @@ class BlockModulation(nn.Module):
         if nseg == 1 or per_sample:
             ss = expand_blocks(ss, pos, n, block_size)  # (B, 2C, T or 1)
             if per_sample:  # per-sample knobs: their term per sample
-                ss = ss + torch.matmul(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
+                ss = ss + channel_mix(self.proj.weight[:, self.hidden :], knobs)  # (B, 2C, T)
             return torch.addcmul(ss[:, self.channels :], h, ss[:, : self.channels])
         # h laid out as (B, C, S, block) on the block grid and the per-block values broadcast, instead of
         # expanding them to every sample: no copy at all for a call on the grid (pos 0, whole blocks), and in

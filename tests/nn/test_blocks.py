@@ -159,3 +159,16 @@ def test_training_segments_under_a_long_context_keep_views_not_copies_and_exact_
         y_next, _ = conv(torch.zeros(2, 3, 4, dtype=torch.float64), state)
         y_all, _ = conv(torch.cat([x, torch.zeros(2, 3, 4, dtype=torch.float64)], dim=-1))
     torch.testing.assert_close(y_next, y_all[..., 100:], rtol=1e-12, atol=1e-12)
+
+
+def test_channel_mix_equals_matmul_and_passes_gradients():
+    """The batched channel mix (the weight expanded over the batch) is torch.matmul's product, for
+    3-D signals and any other shape, with the same gradients (float64)."""
+    from nablafx.nn.blocks import channel_mix
+
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    x = torch.randn(4, 3, 50, dtype=torch.float64, generator=g, requires_grad=True)
+    torch.testing.assert_close(channel_mix(w, x), torch.matmul(w, x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(channel_mix(w, x[0]), torch.matmul(w, x[0]), rtol=0, atol=0)
+    assert torch.autograd.gradcheck(channel_mix, (w, x))
