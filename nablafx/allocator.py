@@ -46,9 +46,8 @@ ENV = "NABLAFX_HEAP_TRIM"
 ENV_ABOVE = "NABLAFX_HEAP_TRIM_ABOVE_GIB"
 MIN_SAMPLES = 1 << 16  # a segment of batch × samples below this leaves too little behind to be worth a call
 # Trim only while the resident set is at least this large (bytes; NABLAFX_HEAP_TRIM_ABOVE_GIB overrides):
-# below it the memory target is not at stake and the re-faulted pages only cost time.  With the largest
-# growth between two calls (one forward segment of paper-tcn-f-2500-l-16, about 1.3 GB) it keeps the
-# peak under the 8 GB target.
+# below it the memory target is not at stake and the re-faulted pages only cost time.  Measured with it
+# (benchmarks/results/memory_cpu.md): every paper variant peaks within 8 GB, the largest at 7.02 GB.
 TRIM_ABOVE = 5 << 30
 
 
