@@ -49,17 +49,17 @@ def child(variant: str, a) -> dict:
     import torch
 
     from nablafx import allocator
-    from nablafx.config import load_params
+    from nablafx.config import load_params, train_config
     from nablafx.training.losses import WeightedLoss
     from nablafx.training.system import clip_gradients, tbptt_backward
-    from nablafx.training.train import build_from_params, context_for, variant_train_config
+    from nablafx.training.train import apply_training_keys, build_from_params, context_for
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     params = load_params(ROOT / "params.yaml")
     params = {**params, "model": variant, "recipe": "paper"}
     _, model, overrides = build_from_params(params, N_KNOBS, a.sample_rate)
-    tcfg = variant_train_config(params, overrides)  # as run_training: the paper recipe, then the variant's keys
+    tcfg = apply_training_keys(train_config(params), overrides)  # as run_training: the paper recipe, then the variant's keys
     batch = a.batch or tcfg.batch_size
     n = int(round((a.seconds or tcfg.chunk_seconds) * a.sample_rate))
     context = context_for(model, tcfg)

@@ -46,11 +46,10 @@ def build_from_params(params: dict, n_knobs: int, sample_rate: int):
     return variant, model, overrides
 
 
-def variant_train_config(params: dict, overrides: dict):
-    """``train:`` (with the recipe laid over it, :func:`~nablafx.config.train_config`) and then the
-    variant's own training keys (``overrides`` from :func:`build_from_params`): the settings a run
-    trains with."""
-    tcfg = train_config(params)
+def apply_training_keys(tcfg, overrides: dict):
+    """``tcfg`` (``train:`` with the recipe laid over it, :func:`~nablafx.config.train_config`) with
+    the variant's own training keys (``overrides`` from :func:`build_from_params`) set on it: the
+    settings a run trains with.  Returns ``tcfg``."""
     for key, value in overrides.items():
         setattr(tcfg, key, value)
     return tcfg
@@ -118,7 +117,7 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
 
     L.seed_everything(tcfg.seed, workers=True, verbose=False)  # before building: initial weights are seeded too
     variant, model, overrides = build_from_params(params, index["n_knobs"], index["sample_rate"])
-    tcfg = variant_train_config(params, overrides)  # the variant's own training keys (lr, tbptt_samples)
+    apply_training_keys(tcfg, overrides)  # the variant's own training keys (lr, tbptt_samples)
     if pretrained_dir is not None:
         from nablafx import pretraining
 
