@@ -54,6 +54,7 @@ def child(variant: str, a) -> dict:
     from nablafx.training.system import clip_gradients, tbptt_backward
     from nablafx.training.train import apply_training_keys, build_from_params, context_for
 
+    training_heap = allocator.use_training_heap()  # as run_training: before any large tensor
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     params = load_params(ROOT / "params.yaml")
@@ -80,6 +81,7 @@ def child(variant: str, a) -> dict:
         times.append(time.perf_counter() - t0)
     return {"variant": variant, "family": model.__class__.__name__, "batch": batch, "samples": n, "context": context,
             "tbptt": tcfg.tbptt_samples, "loss": sorted(tcfg.loss), "params": sum(p.numel() for p in model.parameters()),
+            "training_heap": training_heap, "huge_pages": allocator.huge_pages_in_use(),
             "heap_trim": allocator.enabled(), "heap_trim_above_gib": round(allocator.trim_above() / 2**30, 3),
             "recompute": getattr(model, "recompute", None),
             "built_rss_mb": round(built_mb, 1), "step_s": [round(t, 3) for t in times],
@@ -115,6 +117,17 @@ def _trim_text(rows: list[dict]) -> str:
     return f"yes, every variant, while the process's resident set is ≥ {above:g} GiB"
 
 
+def _heap_text(rows: list[dict]) -> str:
+    seen = {(r.get("training_heap"), r.get("huge_pages")) for r in rows if "error" not in r}
+    if len(seen) != 1:
+        return "mixed (see the JSON rows)" if seen else "—"
+    ((heap, huge),) = seen
+    if heap is None:
+        return "not recorded (before the setting existed)"
+    return (("yes" if heap else "no (not glibc, or NABLAFX_TRAINING_HEAP=0)")
+            + ("; huge pages in use" if huge else "; huge pages not in use"))
+
+
 def markdown(data: dict) -> str:
     over = [r for r in data["rows"] if "error" not in r and r["peak_rss_mb"] / 1024 > LIMIT_GB]
     failed = [r for r in data["rows"] if "error" in r]
@@ -127,8 +140,9 @@ def markdown(data: dict) -> str:
         "Peak RSS: the process's maximum resident memory (imports and model included; 'after build' is the "
         f"resident set before the first step). Target: ≤ {LIMIT_GB:g} GB.",
         "",
-        "Heap given back after each training segment (`nablafx.allocator`, glibc `malloc_trim`), forward and backward: "
-        + _trim_text(data["rows"]) + ". `recompute`: the model's option (TCN, GCN, LSTM), as the variant sets it.",
+        "Heap given back after each training segment and S4 block (`nablafx.allocator`, glibc `malloc_trim`), forward and "
+        "backward: " + _trim_text(data["rows"]) + ". Large tensors kept in the heap, on huge pages, as training does "
+        "(`nablafx.allocator.use_training_heap`): " + _heap_text(data["rows"]) + ". `recompute`: the model's option (TCN, GCN, LSTM), as the variant sets it.",
         "",
         f"**{len(data['rows']) - len(over) - len(failed)} of {len(data['rows'])} variants within {LIMIT_GB:g} GB**"
         + (f"; above it: {', '.join(r['variant'] for r in over)}" if over else "")

@@ -26,7 +26,8 @@ steps each, then ``--steps`` timed ones; the 1-minute load average is recorded b
 Per side: median seconds per step, peak resident memory of its process (``ru_maxrss``; on a GPU
 also ``torch.cuda.max_memory_allocated``), parameter count.  A child whose resident memory passes
 ``--mem-limit-gb`` is stopped and reported as such.  Writes ``benchmarks/results/training_<device>``
-``.{json,md}`` through :func:`nablafx.provenance.write_results` (``--quick``: ``training_quick_<device>``).
+``.{json,md}`` through :func:`nablafx.provenance.write_results` (``--quick``: ``training_quick_<device>``;
+``--reference-heap``: ``…_same_heap``).
 """
 
 from __future__ import annotations
@@ -82,13 +83,26 @@ def _inputs(batch: int, n: int, context: int, num_controls: int, device: str):
 PROTOCOL = sys.stdout  # the child's replies; anything else either side prints goes to stderr
 
 
-def serve(step, model, device: str) -> None:
-    """The child's side of the lock-step protocol: ``ready`` (parameter count) on stdout, then one
-    line per ``step`` command (seconds, loss), and at ``done`` the peak memory."""
+def training_heap(apply: bool) -> dict:
+    """With ``apply``, the heap settings nablafx's training uses (``nablafx.allocator.use_training_heap``,
+    loaded from its file: in the reference's child the name ``nablafx`` is the reference's package);
+    returns what is in effect.  Called before any large tensor exists (huge pages are decided then)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_nablafx_allocator", ROOT / "nablafx" / "allocator.py")
+    allocator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(allocator)
+    on = allocator.use_training_heap() if apply else False
+    return {"training_heap": on, "huge_pages": allocator.huge_pages_in_use()}
+
+
+def serve(step, model, device: str, heap: dict | None = None) -> None:
+    """The child's side of the lock-step protocol: ``ready`` (parameter count, heap settings) on
+    stdout, then one line per ``step`` command (seconds, loss), and at ``done`` the peak memory."""
     import torch
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}), file=PROTOCOL, flush=True)
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "heap": heap}), file=PROTOCOL, flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
             break
@@ -105,6 +119,7 @@ def serve(step, model, device: str) -> None:
 def child_reference(reference: Path, config: str, a) -> dict:
     import yaml
 
+    heap = training_heap(a.reference_heap)
     import_reference(reference)
     import torch
 
@@ -130,7 +145,7 @@ def child_reference(reference: Path, config: str, a) -> dict:
         opt.step()
         return loss.item()
 
-    serve(step, model, a.device)
+    serve(step, model, a.device, heap)
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -165,6 +180,7 @@ def child_nablafx(config: str, a) -> dict:
 
     from nablafx.training.losses import WeightedLoss
 
+    heap = training_heap(True)  # as run_training does
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model, spec, _ = build_nablafx(config, a.num_controls, sets=parse_sets(a.nablafx_set))
@@ -182,7 +198,7 @@ def child_nablafx(config: str, a) -> dict:
         opt.step()
         return loss.item()
 
-    serve(step, model, a.device)
+    serve(step, model, a.device, heap)
 
 
 # ----------------------------------------------------------------------------- parent process
@@ -283,7 +299,7 @@ def run_pair(cmds: dict, warmup: int, steps: int, first: int, mem_limit_mb: floa
             out["error"] = kid.error
             out["peak_rss_mb"] = round(kid.seen_mb, 1)
             continue
-        out.update(params=kid.ready["params"], s_per_step=round(statistics.median(out["times"]), 4), **done)
+        out.update(params=kid.ready["params"], heap=kid.ready.get("heap"), s_per_step=round(statistics.median(out["times"]), 4), **done)
     return res
 
 
@@ -319,7 +335,11 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"{meta['steps']} steps after {meta['warmup']} warm-up, the two sides' steps alternating. Speed-up: reference "
         "s/step ÷ nablafx s/step. Peak RSS: the process's maximum resident memory"
         + (" (GPU: peak allocated)" if cuda else "") + ". Load: mean 1-minute load average before the timed steps of each side."
-        + "".join(f" Every nablafx variant with `{k}: {v}` (`--nablafx-set`)." for k, v in meta.get("nablafx_set", {}).items()),
+        + "".join(f" Every nablafx variant with `{k}: {v}` (`--nablafx-set`)." for k, v in meta.get("nablafx_set", {}).items())
+        + " Heap: nablafx's side keeps large tensors in the heap, on huge pages (`nablafx.allocator.use_training_heap`, "
+        "as its training does); the reference's side "
+        + ("with the same settings (`--reference-heap`)." if meta.get("reference_heap")
+           else "with the C library's defaults, as it runs (`--reference-heap` gives it the same settings)."),
         "",
         *([f"**Partial: {len(rows)} of {meta['planned']} configs measured; the run was stopped or is still going.**", ""]
           if not meta.get("complete", True) else []),
@@ -401,6 +421,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--nablafx-set", action="append", default=[], metavar="KEY=VALUE",
                     help="laid over every nablafx variant (e.g. recompute=true); recorded in the results")
+    ap.add_argument("--reference-heap", action="store_true",
+                    help="run the reference with nablafx's training heap settings too (nablafx.allocator)")
     ap.add_argument("--child", choices=["reference", "nablafx"], help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
@@ -435,7 +457,7 @@ def main(argv=None) -> int:
     used = {k: v for k, v in vars(a).items() if k not in ("out", "child", "config", "context", "num_controls", "n")}
     used["reference"] = str(a.reference)
     prov = record(used)  # before measuring: the commit the code came from
-    tag = ("training_quick_" if a.quick else "training_") + a.device
+    tag = ("training_quick_" if a.quick else "training_") + a.device + ("_same_heap" if a.reference_heap else "")
     out = Path(a.out or ROOT / "benchmarks" / "results" / tag)
     rows = []
     with tempfile.TemporaryDirectory(prefix="nablafx-ref-") as tmp:
@@ -445,7 +467,7 @@ def main(argv=None) -> int:
                 "optimizer": "AdamW", "clip_grad_value": CLIP_VALUE, "reference_repository": "mcomunita/nablafx",
                 "reference_commit": commit, "reference_commit_date": date,
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "planned": len(configs),
-                "nablafx_set": parse_sets(a.nablafx_set)}
+                "nablafx_set": parse_sets(a.nablafx_set), "reference_heap": a.reference_heap}
         for i, config in enumerate(configs):
             info = reference_info(tree, config)
             model, _, variant = build_nablafx(config, info["num_controls"], sets=meta["nablafx_set"])
@@ -455,6 +477,7 @@ def main(argv=None) -> int:
                       "--context", str(context), "--num-controls", str(info["num_controls"]), "--device", a.device,
                       "--batch", str(a.batch), "--seconds", str(a.seconds), "--steps", str(a.steps),
                       "--warmup", str(a.warmup), "--threads", str(a.threads),
+                      *(["--reference-heap"] if a.reference_heap else []),
                       *[arg for item in a.nablafx_set for arg in ("--nablafx-set", item)]]
             res = run_pair({"reference": [*common, "--child", "reference"], "nablafx": [*common, "--child", "nablafx"]},
                            a.warmup, a.steps, i % 2, a.mem_limit_gb * 1024, a.timeout, a.threads)

@@ -28,7 +28,18 @@ Two alternatives measured and rejected: a fixed mmap threshold (``mallopt(M_MMAP
 afresh: paper-tcn-45-s-16's step took 7.3–8.3 s instead of 4.3 s; PyTorch's
 ``THP_MEM_ALLOC_ENABLE`` (huge pages) did not change the resident set.
 
-Elsewhere (macOS, musl, Windows) the call does nothing and returns False: those allocators return
+**Training keeps large tensors in the heap** (:func:`use_training_heap`).  By default a tensor larger
+than the mmap threshold (at most 32 MiB) is mapped afresh at each allocation and unmapped when freed:
+every such tensor costs the kernel zeroing its pages on first touch.  The S4 blocks, the LSTM's
+workspaces, the loss and every full-length activation of a batch of 16 × 3 s are 37–300 MB each, and
+a training step allocates them by the hundred: a 150 MB ``tanh`` took 71 ms fresh against 38 ms
+into memory already touched, a product 41 ms against 7 ms.  Training therefore raises the mmap and
+top-trim thresholds (``mallopt``, :data:`HEAP_MMAP_THRESHOLD`, :data:`HEAP_TRIM_THRESHOLD`), so freed
+tensors are reused from the heap, and keeps the resident set bounded by giving free pages back once
+it is large (:func:`release_free_heap` after each training segment and each block,
+:func:`trim_in_backward`).  ``NABLAFX_TRAINING_HEAP=0`` leaves glibc's defaults.
+
+Elsewhere (macOS, musl, Windows) the calls do nothing and returns False: those allocators return
 large blocks on their own terms.  ``NABLAFX_HEAP_TRIM=0`` turns it off (to compare both).
 """
 
@@ -49,6 +60,15 @@ MIN_SAMPLES = 1 << 16  # a segment of batch × samples below this leaves too lit
 # below it the memory target is not at stake and the re-faulted pages only cost time.  Measured with it
 # (benchmarks/results/memory_cpu.md): every paper variant peaks within 8 GB, the largest at 7.02 GB.
 TRIM_ABOVE = 5 << 30
+
+
+ENV_HEAP = "NABLAFX_TRAINING_HEAP"
+ENV_THP = "THP_MEM_ALLOC_ENABLE"
+# use_training_heap(): tensors up to this size come from the heap (glibc's default: 128 KiB rising to 32 MiB)
+HEAP_MMAP_THRESHOLD = 1 << 30
+# … and free() gives the top of the heap back only above this much (glibc's default: 128 KiB)
+HEAP_TRIM_THRESHOLD = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -75,6 +95,41 @@ def _glibc():
 def enabled() -> bool:
     """Whether :func:`release_free_heap` does anything here: glibc, and ``NABLAFX_HEAP_TRIM`` not 0."""
     return _glibc() is not None and os.environ.get(ENV, "1").strip() != "0"
+
+
+def use_training_heap() -> bool:
+    """Serve tensors up to :data:`HEAP_MMAP_THRESHOLD` from the heap and keep its top up to
+    :data:`HEAP_TRIM_THRESHOLD` (glibc ``mallopt``; process-wide, for the rest of the process).
+    True when set; False where it is not glibc or ``NABLAFX_TRAINING_HEAP=0``."""
+    libc = _glibc()
+    if libc is None or os.environ.get(ENV_HEAP, "1").strip() == "0":
+        return False
+    # PyTorch's own switch (c10's CPU allocator): blocks ≥ 2 MiB on transparent huge pages, one page
+    # fault per 2 MiB; read once, at the process's first large allocation, so it only takes effect when
+    # this runs before any (stages/train.py calls this first thing)
+    os.environ.setdefault(ENV_THP, "1")
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD))
+
+
+def huge_pages_in_use() -> bool | None:
+    """Whether a large tensor allocated now lands on transparent huge pages (``AnonHugePages`` grows
+    in ``/proc/self/smaps_rollup``); None where that file does not exist."""
+    def huge_kb():
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+        return None
+
+    try:
+        before = huge_kb()
+        probe = torch.ones(3 << 19)  # 6 MiB: at least one aligned 2 MiB page whatever the alignment
+        after = huge_kb()
+        del probe
+    except OSError:
+        return None
+    return None if before is None or after is None else after > before
 
 
 def trim_above() -> int:

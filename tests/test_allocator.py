@@ -92,3 +92,53 @@ def test_malformed_threshold_names_the_variable(monkeypatch, raw):
     monkeypatch.setenv(allocator.ENV_ABOVE, raw)
     with pytest.raises(ValueError, match=allocator.ENV_ABOVE):
         allocator.trim_above()
+
+
+HEAP_PROBE = """
+import json, os, sys
+import torch
+from nablafx import allocator
+
+on = allocator.use_training_heap() if sys.argv[1] == "training" else None  # before any large tensor
+base = allocator._glibc().mallinfo2().hblkhd  # bytes in separately mapped blocks
+t = torch.ones(16 << 20)  # 64 MiB
+print(json.dumps({"on": on, "mapped": allocator._glibc().mallinfo2().hblkhd - base,
+                  "thp": os.environ.get(allocator.ENV_THP), "huge": allocator.huge_pages_in_use()}))
+"""
+
+
+def _heap_probe(mode, **env):
+    import json
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1]), **env})
+    return json.loads(out.stdout)
+
+
+def _thp_mode():
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return None
+    return text.split("[")[1].split("]")[0]
+
+
+@pytest.mark.skipif(allocator._glibc() is None or not hasattr(allocator._glibc(), "mallinfo2"),
+                    reason="glibc ≥ 2.33 (mallinfo2)")
+def test_training_heap_keeps_large_tensors_in_the_heap():
+    """By default a 64 MiB tensor is mapped on its own (its pages zeroed afresh at every allocation);
+    with the training heap it comes from the heap, and PyTorch's huge-page switch is set."""
+    default, got = _heap_probe("default"), _heap_probe("training")
+    assert default["mapped"] >= 64 << 20 and default["thp"] is None
+    assert got["on"] is True and got["thp"] == "1" and got["mapped"] < 1 << 20, got
+    if _thp_mode() in ("always", "madvise"):  # the kernel lends huge pages on request
+        assert got["huge"] is True
+    if _thp_mode() in ("madvise", "never"):
+        assert default["huge"] is False
+
+
+@glibc
+def test_training_heap_switched_off_by_the_environment():
+    got = _heap_probe("training", **{allocator.ENV_HEAP: "0"})
+    assert got["on"] is False and got["thp"] is None and got["mapped"] >= 64 << 20, got

@@ -50,6 +50,11 @@ def test_main_writes_rows_and_counts_variants_over_the_limit(tmp_path, monkeypat
     old = {k: v for k, v in row.items() if k != "heap_trim_above_gib"}  # a row from before the threshold was recorded
     assert "threshold: that commit's" in bm.markdown({**data, "rows": [old]}) or not allocator.enabled()
     assert "mixed" in bm.markdown({**data, "rows": [row, {**row, "heap_trim_above_gib": 0.0}]})
+    assert row["training_heap"] is (allocator._glibc() is not None)  # as run_training sets it
+    assert ("Large tensors kept in the heap, on huge pages, as training does (`nablafx.allocator.use_training_heap`): "
+            + ("yes" if row["training_heap"] else "no")) in text
+    assert "not recorded (before the setting existed)" in bm.markdown(
+        {**data, "rows": [{k: v for k, v in row.items() if k not in ("training_heap", "huge_pages")}]})
 
 
 def test_unknown_variant_is_refused_before_any_run(tmp_path):

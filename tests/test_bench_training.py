@@ -110,6 +110,10 @@ def test_quick_run_against_the_reference(tmp_path):
     (row,) = data["rows"]
     assert row["reference"]["params"] == row["nablafx"]["params"] == 7457
     assert row["speedup"] > 0 and row["reference"]["peak_rss_mb"] > 100 and row["nablafx"]["peak_rss_mb"] > 100
+    from nablafx import allocator
+
+    assert row["nablafx"]["heap"]["training_heap"] is (allocator._glibc() is not None)  # as run_training sets it
+    assert row["reference"]["heap"]["training_heap"] is False and data["meta"]["reference_heap"] is False
     assert len(data["meta"]["reference_commit"]) == 40 and data["provenance"]["machine"]["load_avg"]
     assert out.with_suffix(".md").read_text().count("| `tcn/model_bb_tcn-45-s-16.yaml` |") == 1
 
@@ -124,6 +128,16 @@ def test_nablafx_sets_reach_the_model_and_the_table():
     assert "Every nablafx variant with `recompute: True` (`--nablafx-set`)." in md
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bt.parse_sets(["recompute"])
+
+
+def test_table_says_which_heap_each_side_ran_with():
+    meta = {"device": "cpu", "batch": 16, "seconds": 3.0, "threads": 2, "steps": 3, "warmup": 1,
+            "reference_commit": "0123456789abcdef"}
+    md = bt.markdown(meta, [])
+    assert "the reference's side with the C library's defaults, as it runs" in md
+    assert "the reference's side with the same settings (`--reference-heap`)." in bt.markdown({**meta, "reference_heap": True}, [])
+    heap = bt.training_heap(False)  # reports what is in effect, changes nothing
+    assert heap["training_heap"] is False and set(heap) == {"training_heap", "huge_pages"}
 
 
 def test_readme_section_comes_from_the_results_file(tmp_path):

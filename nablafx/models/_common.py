@@ -52,20 +52,34 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
     return torch.cat(outs, dim=-1), state
 
 
-def run_block(block, recompute: bool, *args):
+BLOCK_TRIM_NUMEL = 1 << 22  # run_block: a block input this large (16 MiB in float32) may trim the heap
+
+
+def run_block(block, recompute: bool, *args, trim_heap: bool = False):
     """``block(*args)``; with ``recompute`` while gradients are recorded, through
     :func:`torch.utils.checkpoint.checkpoint`: only the block's inputs are kept for the backward
     pass, which runs the block again (less memory for one more forward pass of it).  The second pass
     runs under :func:`nablafx.nn.film.recomputing`: batch normalisation there does not update its
-    running statistics again."""
+    running statistics again.  With ``trim_heap`` (blocks run over the whole signal) a large block's
+    input makes the heap give free pages back after the block and before its backward pass once the
+    resident set is large (:func:`nablafx.allocator.release_free_heap`)."""
     if recompute and torch.is_grad_enabled():
         from torch.utils.checkpoint import checkpoint
 
         from nablafx.nn.film import recomputing
 
-        return checkpoint(block, *args, use_reentrant=False,
-                          context_fn=lambda: (contextlib.nullcontext(), recomputing()))
-    return block(*args)
+        out = checkpoint(block, *args, use_reentrant=False,
+                         context_fn=lambda: (contextlib.nullcontext(), recomputing()))
+    else:
+        out = block(*args)
+    x = args[0]
+    if (trim_heap and torch.is_grad_enabled() and x.device.type == "cpu" and x.numel() >= BLOCK_TRIM_NUMEL
+            and allocator.enabled()):
+        # a whole-signal block (the S4 in training): the heap's free pages back once the resident set is
+        # large, after the block and before its backward pass (as forward_in_segments does per segment)
+        allocator.release_free_heap()
+        out = allocator.trim_in_backward(out)
+    return out
 
 
 def negate_linear(layer: nn.Module) -> list:

@@ -123,7 +123,7 @@ class S4Model(ConditionedStack):
             # recomputed blocks hold one block's saved tensors at a time: room for the input's spectrum
             # (one FFT fewer in the backward pass)
             block.ssm.keep_spectrum = self.recompute
-            h, bstate = run_block(block, self.recompute, h, ctx, bstate)
+            h, bstate = run_block(block, self.recompute, h, ctx, bstate, trim_heap=True)
             new_states.append(bstate)
         y = self.out(h)
         if self.output_tanh:

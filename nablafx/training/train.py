@@ -108,6 +108,9 @@ def run_training(params: dict, index_path, model_dir, ckpt_dir="artifacts/checkp
                  live_dir="dvclive/train", pretrained_dir=None) -> dict:
     """Validate everything first, then train in the ``.partial`` folders; the model folder, the
     checkpoints and the logs are only replaced once the run has finished."""
+    from nablafx import allocator
+
+    allocator.use_training_heap()  # first, before any large tensor: huge pages are decided at the first
     dcfg, tcfg = data_config(params), train_config(params)
     index_path = Path(index_path)
     index = load_index(index_path, dcfg.device)

@@ -127,6 +127,40 @@ def test_recompute_in_segments_under_long_contexts_equals_plain_autograd(name, r
     _assert_routes_agree(name, model, y, y_ref, y_offline, grads, grads_ref)
 
 
+@pytest.mark.parametrize("name", ["paper-s4-tvf-b4-s4-c16", "paper-s4-b4-s4-c16"])
+def test_s4_blocks_trim_the_heap_forward_and_backward_and_agree(name, monkeypatch):
+    """The S4 trains each block over the whole signal: the heap is trimmed after each block's
+    forward pass and before its backward pass (resident-set threshold and block size forced to 0
+    here), and outputs and gradients stay those of plain autograd (float64)."""
+    from nablafx import allocator
+    from nablafx.models import _common
+
+    calls = []
+    real = allocator.release_free_heap
+    monkeypatch.setattr(allocator, "TRIM_ABOVE", 0)
+    monkeypatch.delenv(allocator.ENV_ABOVE, raising=False)
+    monkeypatch.setattr(allocator, "release_free_heap", lambda *a: calls.append(torch.is_grad_enabled()) or real(*a))
+    monkeypatch.setattr(_common, "BLOCK_TRIM_NUMEL", 0)
+    model = make(name, torch.float64).train()
+    x, knobs = inputs(model, 3000, torch.float64)
+    w = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y_offline, _ = model(x, knobs)
+    assert not calls  # no gradients recorded: no trims
+    _plain(model, True)
+    y, _ = model(x, knobs)
+    n_blocks = len(model.blocks)
+    assert len(calls) == n_blocks or not allocator.enabled()  # after each block's forward pass
+    loss = (y * w).sum() + y.pow(2).sum()
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert len(calls) == 2 * n_blocks or not allocator.enabled()  # and before each block's backward pass
+    monkeypatch.setattr(_common, "BLOCK_TRIM_NUMEL", 1 << 60)
+    _plain(model, False)
+    y_ref, grads_ref = _loss_and_grads(model, x, knobs, w)
+    assert len(calls) == 2 * n_blocks or not allocator.enabled()
+    _assert_routes_agree(name, model, y.detach(), y_ref, y_offline, grads, grads_ref)
+
+
 def test_gcn_recompute_is_checked():
     from nablafx.errors import ConfigError
     from nablafx.models.gcn import GCNModel
