@@ -12,7 +12,13 @@ Knob conditioning (``cond``):
   its output looks up to 127 samples ahead.  The knobs enter through the conditioning LSTM only;
 * ``none`` — knobs ignored.
 
-``output_tanh`` passes the output through tanh (the reference always does).  Recurrent, so the
+``output_tanh`` passes the output through tanh (the reference always does).  ``recompute`` (training
+memory and time; outputs and gradients unchanged): ``True`` keeps only each offline segment's input
+and state for the backward pass and runs the segment again there; ``"auto"`` (default) does so when
+the signal spans at least :data:`AUTO_RECOMPUTE_SEGMENTS` segments (full back-propagation through a
+3 s chunk: LSTM-96 at 16 × 3 s kept 8.8 GB of per-step activations, whose fresh pages cost more than
+the second forward pass: 5.8–6.5 s a step with it against 7–9 s without, 1.7 GB peak; truncated
+back-propagation's short windows keep it off).  Recurrent, so the
 receptive field is unbounded; streaming carries the LSTM's (h, c) and, for ``tvconcat``, the
 conditioning LSTM's state and its position in the block grid.
 """
@@ -29,19 +35,22 @@ from nablafx.registry import register
 from nablafx.streaming import StreamingModel
 
 LSTM_CONDS = ("concat", "tvconcat", "none")
+AUTO_RECOMPUTE_SEGMENTS = 4  # recompute="auto": on from this many offline segments in one call
 
 
 @register("lstm")
 class LSTMModel(StreamingModel):
     def __init__(self, n_knobs: int = 0, sample_rate: int = 48000, hidden_size: int = 32,
                  num_layers: int = 1, residual: bool = True, cond: str = "concat", cond_dim: int = 16,
-                 cond_block: int = 128, output_tanh: bool = False, recompute: bool = False):
+                 cond_block: int = 128, output_tanh: bool = False, recompute: bool | str = "auto"):
         super().__init__()
         if hidden_size < 1:
             raise ConfigError(f"must be ≥ 1, got {hidden_size}", key="hidden_size")
         if cond not in LSTM_CONDS:
             raise ConfigError(f"unknown conditioning {cond!r} for lstm; known: {', '.join(LSTM_CONDS)}", key="cond")
         check_positive(num_layers=num_layers, cond_dim=cond_dim, cond_block=cond_block)
+        if recompute is not True and recompute is not False and recompute != "auto":
+            raise ConfigError(f"must be true, false or 'auto', got {recompute!r}", key="recompute")
         self.n_knobs = n_knobs if cond != "none" else 0
         self.cond_kind = cond
         self.sample_rate = sample_rate
@@ -61,8 +70,8 @@ class LSTMModel(StreamingModel):
         self.gpu_segment = 32768
         # training: keep only each segment's input and state and run the segment again in the backward
         # pass (torch.utils.checkpoint): the LSTM's per-step activations of one segment at a time
-        # instead of the whole signal's, for one more forward pass
-        self.recompute = bool(recompute)
+        # instead of the whole signal's, for one more forward pass ("auto": for long signals)
+        self.recompute = recompute
 
     @property
     def receptive_field(self) -> int | None:
@@ -89,8 +98,15 @@ class LSTMModel(StreamingModel):
             state = self.init_state(x.shape[0], x.device, x.dtype)
         # long signals run in segments carrying the state (exact): on the CPU 4096 samples, 3–6× faster;
         # on a GPU 32768, as cuDNN's LSTM fails on sequences of 65536 steps or more
-        step = self._recomputed if self.recompute and torch.is_grad_enabled() else self._forward
+        step = self._recomputed if self.recomputes(x) else self._forward
         return forward_in_segments(step, x, knobs, state, self.segment, gpu_segment=self.gpu_segment)
+
+    def recomputes(self, x: torch.Tensor) -> bool:
+        """Whether a call on ``x`` runs its segments again in the backward pass (``recompute``)."""
+        if not torch.is_grad_enabled() or self.recompute is False:
+            return False
+        segment = self.segment if x.device.type == "cpu" else self.gpu_segment
+        return self.recompute is True or x.shape[-1] >= AUTO_RECOMPUTE_SEGMENTS * segment
 
     def _recomputed(self, x, knobs, state):
         from torch.utils.checkpoint import checkpoint

@@ -69,6 +69,28 @@ def test_lstm_recompute_equals_plain_autograd(name):
         torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12, msg=lambda m, p=pname: f"{name} {p}: {m}")
 
 
+def test_lstm_recompute_auto_turns_on_for_long_signals():
+    """``recompute: auto`` (default): on while gradients are recorded over at least
+    AUTO_RECOMPUTE_SEGMENTS offline segments (full back-propagation through a chunk), off for the short
+    windows of truncated back-propagation and without gradients."""
+    from nablafx.errors import ConfigError
+    from nablafx.models import lstm as lstm_mod
+
+    model = make("paper-lstm-32").train()
+    assert model.recompute == "auto"
+    model.segment = 700
+    long, short = (torch.zeros(2, 1, n) for n in (700 * lstm_mod.AUTO_RECOMPUTE_SEGMENTS, 700 * lstm_mod.AUTO_RECOMPUTE_SEGMENTS - 1))
+    assert model.recomputes(long) and not model.recomputes(short)
+    with torch.no_grad():
+        assert not model.recomputes(long)
+    model.recompute = False
+    assert not model.recomputes(long)
+    model.recompute = True
+    assert model.recomputes(short)
+    with pytest.raises(ConfigError, match="recompute.*true, false or 'auto'"):
+        lstm_mod.LSTMModel(recompute="yes")
+
+
 def test_lstm_recompute_keeps_less_for_the_backward_pass():
     """What autograd keeps after the forward pass (bytes packed by saved-tensor hooks): with
     ``recompute`` only the segments' inputs and states, a fraction of full back-propagation's."""
