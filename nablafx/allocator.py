@@ -86,6 +86,7 @@ def _glibc():
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.gnu_get_libc_version  # only glibc has it (musl does not)
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]  # an int value: larger ones would be truncated
         if hasattr(libc, "mallinfo2"):  # glibc ≥ 2.33
             libc.mallinfo2.restype = _MallInfo2
         return libc
