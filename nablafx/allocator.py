@@ -1,4 +1,4 @@
-"""Give freed heap memory back to the system during a training forward pass (glibc's heap).
+"""The C library's heap during training (glibc): large tensors kept in it, free pages given back.
 
 PyTorch takes CPU tensor memory from the C library's ``malloc``.  glibc serves requests below its
 *mmap threshold* from its heap; the threshold starts at 128 KiB and rises, each time a mapped block
@@ -23,10 +23,10 @@ the 2-core machine).  Above the threshold a trim costs less than the pages it sa
 TCN's forward pass got faster with it: the heap no longer grows into fresh pages).  The count of
 free heap bytes (``mallinfo2``) cannot decide this: it includes pages already given back.
 
-Two alternatives measured and rejected: a fixed mmap threshold (``mallopt(M_MMAP_THRESHOLD)`` or
-``MALLOC_MMAP_THRESHOLD_``) gives the same resident set but maps and zeroes every large tensor
-afresh: paper-tcn-45-s-16's step took 7.3–8.3 s instead of 4.3 s; PyTorch's
-``THP_MEM_ALLOC_ENABLE`` (huge pages) did not change the resident set.
+Measured and rejected for the resident set: a *low* fixed mmap threshold (``mallopt(M_MMAP_THRESHOLD)``
+or ``MALLOC_MMAP_THRESHOLD_`` at segment size) gives the same resident set but maps and zeroes every
+large tensor afresh: paper-tcn-45-s-16's step took 7.3–8.3 s instead of 4.3 s; PyTorch's
+``THP_MEM_ALLOC_ENABLE`` (huge pages) does not change the resident set (it is used below for speed).
 
 **Training keeps large tensors in the heap** (:func:`use_training_heap`).  By default a tensor larger
 than the mmap threshold (at most 32 MiB) is mapped afresh at each allocation and unmapped when freed:
@@ -35,11 +35,15 @@ workspaces, the loss and every full-length activation of a batch of 16 × 3 s ar
 a training step allocates them by the hundred: a 150 MB ``tanh`` took 71 ms fresh against 38 ms
 into memory already touched, a product 41 ms against 7 ms.  Training therefore raises the mmap and
 top-trim thresholds (``mallopt``, :data:`HEAP_MMAP_THRESHOLD`, :data:`HEAP_TRIM_THRESHOLD`), so freed
-tensors are reused from the heap, and keeps the resident set bounded by giving free pages back once
-it is large (:func:`release_free_heap` after each training segment and each block,
-:func:`trim_in_backward`).  ``NABLAFX_TRAINING_HEAP=0`` leaves glibc's defaults.
+tensors are reused from the heap, sets PyTorch's ``THP_MEM_ALLOC_ENABLE`` (blocks ≥ 2 MiB on
+transparent huge pages: one fault per 2 MiB where pages must be faulted in), and keeps the resident
+set bounded by giving free pages back once it is large (:func:`release_free_heap` after each training
+segment and each S4 block, :func:`trim_in_backward`): without those trims the heap grew by several GB
+a step (an LSTM over 36 segments: 13 → 18 → 20 GB in three steps).  The settings are process-wide
+and stay for the rest of the process.  ``NABLAFX_TRAINING_HEAP=0`` leaves glibc's defaults.  Step
+times with and without: ``benchmarks/results/training_cpu.md`` and docs/models.md.
 
-Elsewhere (macOS, musl, Windows) the calls do nothing and returns False: those allocators return
+Elsewhere (macOS, musl, Windows) the calls do nothing and return False: those allocators return
 large blocks on their own terms.  ``NABLAFX_HEAP_TRIM=0`` turns it off (to compare both).
 """
 
