@@ -112,7 +112,7 @@ def use_training_heap() -> bool:
         return False
     # PyTorch's own switch (c10's CPU allocator): blocks ≥ 2 MiB on transparent huge pages, one page
     # fault per 2 MiB; read once, at the process's first large allocation, so it only takes effect when
-    # this runs before any (stages/train.py calls this first thing)
+    # this runs before any (run_training calls this first thing)
     os.environ.setdefault(ENV_THP, "1")
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)) and bool(
         libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD))
