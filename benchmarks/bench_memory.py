@@ -49,12 +49,16 @@ def child(variant: str, a) -> dict:
     import torch
 
     from nablafx import allocator
+
+    # as run_training: before any large tensor, so before importing lightning (through the training
+    # system), whose import allocates one and so fixes PyTorch's huge-page switch
+    training_heap = allocator.use_training_heap()
     from nablafx.config import load_params, train_config
     from nablafx.training.losses import WeightedLoss
     from nablafx.training.system import clip_gradients, tbptt_backward
     from nablafx.training.train import apply_training_keys, build_from_params, context_for
 
-    training_heap = allocator.use_training_heap()  # as run_training: before any large tensor
+    huge_pages = allocator.huge_pages_in_use()  # before the steps: afterwards the heap serves the probe from pages it holds
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     params = load_params(ROOT / "params.yaml")
@@ -81,7 +85,7 @@ def child(variant: str, a) -> dict:
         times.append(time.perf_counter() - t0)
     return {"variant": variant, "family": model.__class__.__name__, "batch": batch, "samples": n, "context": context,
             "tbptt": tcfg.tbptt_samples, "loss": sorted(tcfg.loss), "params": sum(p.numel() for p in model.parameters()),
-            "training_heap": training_heap, "huge_pages": allocator.huge_pages_in_use(),
+            "training_heap": training_heap, "huge_pages": huge_pages,
             "heap_trim": allocator.enabled(), "heap_trim_above_gib": round(allocator.trim_above() / 2**30, 3),
             "recompute": getattr(model, "recompute", None),
             "built_rss_mb": round(built_mb, 1), "step_s": [round(t, 3) for t in times],

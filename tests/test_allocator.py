@@ -142,3 +142,23 @@ def test_training_heap_keeps_large_tensors_in_the_heap():
 def test_training_heap_switched_off_by_the_environment():
     got = _heap_probe("training", **{allocator.ENV_HEAP: "0"})
     assert got["on"] is False and got["thp"] is None and got["mapped"] >= 64 << 20, got
+
+
+@pytest.mark.skipif(_thp_mode() not in ("always", "madvise") or allocator._glibc() is None,
+                    reason="the kernel lends huge pages on request (glibc)")
+def test_the_train_stage_gets_huge_pages():
+    """PyTorch reads its huge-page switch at the process's first large allocation, and importing
+    lightning makes one: the train stage's imports must leave run_training's call in time."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    code = ("import importlib.util, json\n"
+            f"spec = importlib.util.spec_from_file_location('train_stage', {str(root / 'stages' / 'train.py')!r})\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))  # the stage's imports\n"
+            "from nablafx import allocator\n"
+            "on = allocator.use_training_heap()  # what run_training does first\n"
+            "print(json.dumps([on, allocator.huge_pages_in_use()]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [True, True]
