@@ -221,3 +221,11 @@ def trim_in_backward(state):
         return obj
 
     return mark(state)
+
+
+def trim_point(obj):
+    """A trim point of a whole-signal training loop (a segment, an S4 block): the heap's free pages
+    back now (:func:`release_free_heap`) and again when the backward pass reaches ``obj``
+    (:func:`trim_in_backward`); returns ``obj`` to carry on with."""
+    release_free_heap()
+    return trim_in_backward(obj)

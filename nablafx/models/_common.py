@@ -47,8 +47,7 @@ def forward_in_segments(step, x, knobs, state, segment: int, gpu_segment: int | 
         y, state = step(x[..., start : start + segment], knob_slice(knobs, start, start + segment), state)
         outs.append(y)
         if trim:
-            allocator.release_free_heap()
-            state = allocator.trim_in_backward(state)
+            state = allocator.trim_point(state)
     return torch.cat(outs, dim=-1), state
 
 
@@ -77,8 +76,7 @@ def run_block(block, recompute: bool, *args, trim_heap: bool = False):
             and allocator.enabled()):
         # a whole-signal block (the S4 in training): the heap's free pages back once the resident set is
         # large, after the block and before its backward pass (as forward_in_segments does per segment)
-        allocator.release_free_heap()
-        out = allocator.trim_in_backward(out)
+        out = allocator.trim_point(out)
     return out
 
 

@@ -18,7 +18,9 @@ and state for the backward pass and runs the segment again there; ``"auto"`` (de
 the signal spans at least :data:`AUTO_RECOMPUTE_SEGMENTS` segments (full back-propagation through a
 3 s chunk: LSTM-96 at 16 × 3 s kept 8.8 GB of per-step activations, whose fresh pages cost more than
 the second forward pass: 5.8–6.5 s a step with it against 7–9 s without, 1.7 GB peak; truncated
-back-propagation's short windows keep it off).  Recurrent, so the
+back-propagation's short windows keep it off).  On the CPU the LSTM and its read-out run with the
+batch split across PyTorch's intra-op threads, one thread per part, in the forward and the backward
+pass (:mod:`nablafx.nn.batch_parallel`; same outputs and gradients).  Recurrent, so the
 receptive field is unbounded; streaming carries the LSTM's (h, c) and, for ``tvconcat``, the
 conditioning LSTM's state and its position in the block grid.
 """
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nablafx.errors import ConfigError
 from nablafx.models._common import check_positive, forward_in_segments, negate_linear
+from nablafx.nn.batch_parallel import batch_parallel
 from nablafx.nn.blockpool import CausalBlockLSTM, expand_blocks
 from nablafx.registry import register
 from nablafx.streaming import StreamingModel
@@ -98,8 +102,9 @@ class LSTMModel(StreamingModel):
             state = self.init_state(x.shape[0], x.device, x.dtype)
         # long signals run in segments carrying the state (exact): on the CPU 4096 samples, 3–6× faster;
         # on a GPU 32768, as cuDNN's LSTM fails on sequences of 65536 steps or more
-        step = self._recomputed if self.recomputes(x) else self._forward
-        return forward_in_segments(step, x, knobs, state, self.segment, gpu_segment=self.gpu_segment)
+        recompute = self.recomputes(x)
+        return forward_in_segments(lambda *a: self._forward(*a, recompute=recompute), x, knobs, state,
+                                   self.segment, gpu_segment=self.gpu_segment)
 
     def recomputes(self, x: torch.Tensor) -> bool:
         """Whether a call on ``x`` runs its segments again in the backward pass (``recompute``)."""
@@ -108,12 +113,7 @@ class LSTMModel(StreamingModel):
         segment = self.segment if x.device.type == "cpu" else self.gpu_segment
         return self.recompute is True or x.shape[-1] >= AUTO_RECOMPUTE_SEGMENTS * segment
 
-    def _recomputed(self, x, knobs, state):
-        from torch.utils.checkpoint import checkpoint
-
-        return checkpoint(self._forward, x, knobs, state, use_reentrant=False)
-
-    def _forward(self, x, knobs, state):
+    def _forward(self, x, knobs, state, recompute: bool = False):
         seq = x.transpose(1, 2)
         if self.cond_lstm is not None:
             h, c, cstate = state
@@ -125,8 +125,13 @@ class LSTMModel(StreamingModel):
         elif knobs is not None:
             k = knobs[:, None, :].expand(-1, seq.shape[1], -1) if knobs.dim() == 2 else knobs.transpose(1, 2)
             seq = torch.cat([seq, k], dim=-1)
-        h, state = self.lstm(seq, state)
-        y = self.out(h).transpose(1, 2)  # (B, 1, T)
+        # the LSTM and the read-out over parts of the batch on separate threads (CPU), only their
+        # inputs kept for the backward pass with recompute
+        params = [*self._lstm_weights(), self.out.weight, self.out.bias]
+        y, hn, cn = batch_parallel(self._lstm_readout, [seq, *state], [0, 1, 1], params, [0, 1, 1],
+                                   recompute=recompute)
+        state = (hn, cn)
+        y = y.transpose(1, 2)  # (B, 1, T)
         if self.residual:
             y = y + x
         if self.output_tanh:
@@ -134,3 +139,14 @@ class LSTMModel(StreamingModel):
         if self.cond_lstm is not None:
             state = (*state, cstate)
         return y, state
+
+    def _lstm_weights(self) -> list:
+        return [w for layer in self.lstm.all_weights for w in layer]
+
+    def _lstm_readout(self, seq, h0, c0, *params):
+        """``out(lstm(seq))`` and the LSTM's final state, with the weights given (nn.LSTM's own call)."""
+        lstm = self.lstm
+        n = len(params) - 2
+        h, hn, cn = torch._VF.lstm(seq, (h0, c0), list(params[:n]), lstm.bias, lstm.num_layers,
+                                   float(lstm.dropout), self.training, lstm.bidirectional, lstm.batch_first)
+        return F.linear(h, params[n], params[n + 1]), hn, cn

@@ -91,9 +91,41 @@ def test_lstm_recompute_auto_turns_on_for_long_signals():
         lstm_mod.LSTMModel(recompute="yes")
 
 
-def test_lstm_recompute_keeps_less_for_the_backward_pass():
+@pytest.mark.parametrize("name", ["paper-lstm-32", "paper-lstm-tvc-32", "lstm-16"])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_lstm_batch_parallel_equals_one_thread(name, recompute, monkeypatch):
+    """The LSTM and its read-out over parts of the batch on separate threads (3 parts of a batch of
+    5): outputs, final state and gradients equal the unsplit model's (float64)."""
+    model = make(name, torch.float64).train()
+    model.segment, model.recompute = 700, recompute
+    x, knobs = inputs(model, 2000, torch.float64, batch=5)
+    w = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    threads = torch.get_num_threads()
+
+    def run():
+        y, state = model(x, knobs)
+        loss = (y * w).sum() + state[0].pow(2).sum()
+        return y.detach(), state[1].detach(), torch.autograd.grad(loss, list(model.parameters()))
+
+    try:
+        torch.set_num_threads(3)
+        y, c, grads = run()
+        monkeypatch.setenv("NABLAFX_BATCH_PARALLEL", "0")
+        y_ref, c_ref, grads_ref = run()
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c, c_ref, rtol=1e-12, atol=1e-12)
+    for (pname, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12, msg=lambda m, p=pname: f"{name} {p}: {m}")
+
+
+def test_lstm_recompute_keeps_less_for_the_backward_pass(monkeypatch):
     """What autograd keeps after the forward pass (bytes packed by saved-tensor hooks): with
-    ``recompute`` only the segments' inputs and states, a fraction of full back-propagation's."""
+    ``recompute`` only the segments' inputs and states, a fraction of full back-propagation's.
+    Unsplit batch: the parts' graphs of the batch-parallel route are built on other threads, where
+    these (thread-local) hooks do not see them."""
+    monkeypatch.setenv("NABLAFX_BATCH_PARALLEL", "0")
     model = make("paper-lstm-96").train()
     model.segment = 512
     x, knobs = inputs(model, 8192)
