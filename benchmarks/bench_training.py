@@ -21,7 +21,9 @@ the loss on the last ``seconds`` of the output, backward over the whole sequence
 clipping by value at 10 (the papers' trainer), AdamW at the config's learning rate.  Both sides
 use ``--threads`` threads.  Both children of a config live at once and
 take single steps in turn (ABBA…), so that both see the same load on a shared machine: ``--warmup``
-steps each, then ``--steps`` timed ones; the 1-minute load average is recorded before each.
+steps each (3 by default: nablafx's training heap grows to its working size over the first steps,
+e.g. paper-tcn-f-45-s-16 at 2.42, 2.68, 2.22, 2.08, 1.83, 1.86 s in six steps; a run trains for
+thousands), then ``--steps`` timed ones; the 1-minute load average is recorded before each.
 
 Per side: median seconds per step, peak resident memory of its process (``ru_maxrss``; on a GPU
 also ``torch.cuda.max_memory_allocated``), parameter count.  A child whose resident memory passes
@@ -413,7 +415,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mem-limit-gb", type=float, default=12.0, help="stop a side above this resident memory")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")

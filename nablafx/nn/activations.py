@@ -1,11 +1,55 @@
-"""Activation functions by name, for the convolutional and S4 families."""
+"""Activation functions by name, for the convolutional and S4 families.
+
+``tanh`` is computed as ``2·σ(2x) − 1`` (:func:`tanh`), the same function: PyTorch's CPU ``tanh``
+(SLEEF's, AVX-512 here) took 4.4–4.6 ms over a block's 16 × 16 × 16,384 float32 activations on 2
+threads, its ``sigmoid`` 0.5 ms, and the four passes of the identity 0.9–1.0 ms (one-off, median of
+30).  Largest error against float64 ``tanh`` on a grid of [−20, 20]: 1.8e-7 absolute in float32
+(``torch.tanh``: 5.4e-8), i.e. within two units in the last place of values near ±1, but not
+relative for tiny inputs (8e-5 relative at |x| = 1e-3): a hidden activation, not an output (the
+models' ``output_tanh`` stays ``torch.tanh``).  Its gradient is tanh's, ``1 − y²``, from the output.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from nablafx.errors import ConfigError
 from nablafx.nn.rational import Rational
+
+
+def _tanh_via_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    y = x * 2
+    y.sigmoid_()
+    return y.mul_(2).sub_(1)
+
+
+class _TanhFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = _tanh_via_sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(g, y)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)`` as ``2·σ(2x) − 1`` (module docstring: 4–5× faster on the CPU, ≤ 1.8e-7 absolute
+    error in float32); the gradient keeps only the output, as ``torch.tanh``'s does."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _TanhFn.apply(x)
+    return _tanh_via_sigmoid(x)
+
+
+class Tanh(nn.Module):
+    """:func:`tanh` as a layer (no parameters: checkpoints of ``nn.Tanh`` load unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tanh(x)
 
 
 def _prelu(channels: int) -> nn.Module:
@@ -13,7 +57,7 @@ def _prelu(channels: int) -> nn.Module:
 
 
 ACTIVATIONS = {
-    "tanh": lambda channels: nn.Tanh(),
+    "tanh": lambda channels: Tanh(),
     "prelu": _prelu,
     "rational": lambda channels: Rational("leaky_relu"),
     "relu": lambda channels: nn.ReLU(),
