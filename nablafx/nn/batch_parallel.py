@@ -15,8 +15,10 @@ parts).  With ``recompute`` only the inputs are kept and the parts run again in 
 (:func:`torch.utils.checkpoint.checkpoint` where the batch is not split).
 
 The batch is split on the CPU only, into as many parts as PyTorch has intra-op threads
-(:func:`torch.get_num_threads`), at most one row each; not under CPU autocast (its state does not
-reach other threads).  ``NABLAFX_BATCH_PARALLEL=0`` turns it off.  While the parts run, the calling
+(:func:`torch.get_num_threads`), at most one row each; not where the caller's thread-local state
+would not reach the other threads: CPU autocast, a dispatch mode (``FlopCounterMode``), tracing,
+scripting or compiling.  Inference mode is passed on to the parts.  ``NABLAFX_BATCH_PARALLEL=0``
+turns it off.  While the parts run, the calling
 thread's and the workers' intra-op thread count is 1 and the previous count is restored afterwards
 (:func:`torch.set_num_threads` is process-wide): code in other threads of the process sees the
 change meanwhile.
@@ -53,9 +55,15 @@ def enabled() -> bool:
 
 def parts_for(batch: int, device: torch.device) -> int:
     """Into how many parts :func:`batch_parallel` splits a batch of ``batch`` rows on ``device``."""
-    if device.type != "cpu" or not enabled() or torch.is_autocast_enabled("cpu"):
+    if device.type != "cpu" or not enabled() or _thread_local_state():
         return 1
     return max(1, min(torch.get_num_threads(), batch))
+
+
+def _thread_local_state() -> bool:
+    """Whether the calling thread has state that other threads would not share (see module doc)."""
+    return (torch.is_autocast_enabled("cpu") or torch._C._len_torch_dispatch_stack() > 0
+            or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
 
 
 def _workers(n: int) -> ThreadPoolExecutor:
@@ -112,11 +120,12 @@ class _BatchParallel(torch.autograd.Function):
         needs = list(ctx.needs_input_grad[1:])
         ctx.needs = needs
         keep_graph = any(needs) and not recompute
+        inference = torch.is_inference_mode_enabled()
         pieces = [_split(t, d, parts) for t, d in zip(batched, in_dims)]
 
         def part(i: int):
             if not keep_graph:
-                with torch.no_grad():
+                with torch.inference_mode(inference), torch.no_grad():
                     return None, fn(*(p[i] for p in pieces), *params)
             leaves = [p[i].detach().requires_grad_(n) for p, n in zip(pieces, needs)]
             leaves += [w.detach().requires_grad_(n) for w, n in zip(params, needs[n_batched:])]

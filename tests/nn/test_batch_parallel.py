@@ -138,8 +138,50 @@ def test_how_many_parts(monkeypatch):
     assert bp.parts_for(16, torch.device("cuda")) == 1  # a GPU runs the whole batch in one kernel
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert bp.parts_for(16, cpu) == 1  # autocast's state does not reach the other threads
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False):
+        assert bp.parts_for(16, cpu) == 1  # a dispatch mode sees only its own thread's operations
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    assert bp.parts_for(16, cpu) == 1
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     monkeypatch.setenv(bp.ENV, "0")
     assert bp.parts_for(16, cpu) == 1
+
+
+def test_parts_keep_inference_mode():
+    modes = []
+
+    def fn(x):
+        modes.append(torch.is_inference_mode_enabled())
+        return (x + 1,)
+
+    with torch.inference_mode():
+        (y,) = bp.batch_parallel(fn, [torch.zeros(4, 3)], [0], [], [0], parts=2)
+    assert modes == [True, True] and y.is_inference()
+
+
+def test_lstm_flops_are_counted_with_the_batch_split():
+    """The cost counter (a dispatch mode) sees the whole batch: the route runs unsplit under it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nablafx.registry import build_model
+
+    model = build_model({"family": "lstm", "hidden_size": 16}, n_knobs=0, key="t")
+    x = torch.randn(4, 1, 512)
+
+    def flops(x):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+        return counter.get_total_flops()
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert flops(x) == 4 * flops(x[:1]) > 0
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_one_part_with_recompute_is_torch_checkpoint():
