@@ -28,7 +28,7 @@ from torch import nn
 
 from nablafx.errors import ConfigError
 from nablafx.models._common import ConditionedStack, check_positive, dilated_receptive_field, run_block
-from nablafx.nn.activations import tanh
+from nablafx.nn.activations import tanh, training_tanh
 from nablafx.nn.blocks import CausalConv1d, Pointwise, channel_mix, make_residual
 from nablafx.nn.conditioning import Conditioning, _NoMod, check_cond
 
@@ -44,7 +44,7 @@ class _GateMixOut(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, W, c, V):
         a, b = h.chunk(2, dim=1)
-        g = tanh(a).mul_(torch.sigmoid(b))
+        g = training_tanh(a).mul_(torch.sigmoid(b))
         skip = channel_mix(W, g)
         if c is not None:
             skip += c[:, None]
@@ -55,7 +55,7 @@ class _GateMixOut(torch.autograd.Function):
     def backward(ctx, d_skip, d_o):
         h, W, c, V = ctx.saved_tensors
         a, b = h.chunk(2, dim=1)
-        t, s = tanh(a), torch.sigmoid(b)
+        t, s = training_tanh(a), torch.sigmoid(b)
         g = t * s
         d = channel_mix(V.t(), d_o)  # (B, C, T): the read-out's share
         if d_skip is not None:

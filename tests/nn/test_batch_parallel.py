@@ -54,6 +54,7 @@ class _Scale(torch.autograd.Function):
     """``x * w`` that records, in its backward pass, the thread and its intra-op thread count."""
 
     seen: list = []
+    barrier: threading.Barrier | None = None
 
     @staticmethod
     def forward(ctx, x, w):
@@ -64,6 +65,7 @@ class _Scale(torch.autograd.Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         _Scale.seen.append((threading.get_ident(), torch.get_num_threads()))
+        _Scale.barrier.wait()  # the three parts' backward passes run at once (else: BrokenBarrierError)
         return g * w, (g * x).sum(0)
 
 
@@ -85,6 +87,7 @@ def test_parts_run_on_separate_threads_with_one_intra_op_thread_each():
     assert torch.get_num_threads() == before
     seen.clear()
     _Scale.seen.clear()
+    _Scale.barrier = threading.Barrier(3, timeout=10)
     y.sum().backward()
     assert seen == []  # the parts' graphs were kept: nothing runs again
     assert len({t for t, _ in _Scale.seen}) == 3 and {n for _, n in _Scale.seen} == {1}  # three threads, backward too
