@@ -111,14 +111,19 @@ def _split(t: torch.Tensor, dim: int, parts: int) -> tuple[torch.Tensor, ...]:
     return tuple(p.contiguous() for p in torch.tensor_split(t, parts, dim=dim))
 
 
+def _leaves(pieces, params, needs, i: int) -> list:
+    """Part ``i``'s inputs as leaves of a graph of its own (gradients where the caller's need them)."""
+    inputs = [p[i] for p in pieces] + list(params)
+    return [t.detach().requires_grad_(n) for t, n in zip(inputs, needs)]
+
+
 class _BatchParallel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, call, *tensors):
         fn, n_batched, in_dims, out_dims, parts, recompute = call
         ctx.call = call
         batched, params = tensors[:n_batched], tensors[n_batched:]
-        needs = list(ctx.needs_input_grad[1:])
-        ctx.needs = needs
+        needs = ctx.needs_input_grad[1:]
         keep_graph = any(needs) and not recompute
         inference = torch.is_inference_mode_enabled()
         pieces = [_split(t, d, parts) for t, d in zip(batched, in_dims)]
@@ -127,8 +132,7 @@ class _BatchParallel(torch.autograd.Function):
             if not keep_graph:
                 with torch.inference_mode(inference), torch.no_grad():
                     return None, fn(*(p[i] for p in pieces), *params)
-            leaves = [p[i].detach().requires_grad_(n) for p, n in zip(pieces, needs)]
-            leaves += [w.detach().requires_grad_(n) for w, n in zip(params, needs[n_batched:])]
+            leaves = _leaves(pieces, params, needs, i)
             with torch.enable_grad():
                 return leaves, fn(*leaves)
 
@@ -144,7 +148,7 @@ class _BatchParallel(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
         fn, n_batched, in_dims, out_dims, parts, recompute = ctx.call
-        needs = ctx.needs
+        needs = ctx.needs_input_grad[1:]
         g_parts = [_split(g, d, parts) for g, d in zip(grads, out_dims)]
         graphs = getattr(ctx, "graphs", None)
         if graphs is None:
@@ -156,19 +160,14 @@ class _BatchParallel(torch.autograd.Function):
             if graphs is not None:
                 leaves, outs = graphs[i]
             else:
-                leaves = [p[i].detach().requires_grad_(n) for p, n in zip(pieces, needs)]
-                leaves += [w.detach().requires_grad_(n) for w, n in zip(params, needs[n_batched:])]
+                leaves = _leaves(pieces, params, needs, i)
                 with torch.enable_grad():
                     outs = fn(*leaves)
             wanted = [leaf for leaf in leaves if leaf.requires_grad]
             pairs = [(o, g[i]) for o, g in zip(outs, g_parts) if o.requires_grad]
-            got = torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True)
-            it = iter(got)
-            out = []
-            for leaf in leaves:
-                g = next(it) if leaf.requires_grad else None
-                out.append(torch.zeros_like(leaf) if g is None and leaf.requires_grad else g)
-            return out
+            got = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                           allow_unused=True, materialize_grads=True))
+            return [next(got) if leaf.requires_grad else None for leaf in leaves]
 
         done = run_parts([lambda i=i: part(i) for i in range(parts)])
         ctx.graphs = None
